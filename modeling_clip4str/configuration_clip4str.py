@@ -1,0 +1,195 @@
+"""Configuration of CLIP4STR: two CLIP towers plus a visual and a cross-modal character decoder."""
+
+from __future__ import annotations
+
+import copy
+
+from transformers import CLIPTextConfig, CLIPVisionConfig, PreTrainedConfig
+
+
+# The 94 printable ASCII characters, in the order that fixes the token ids of every released checkpoint.
+CHARSET_94 = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
+# What the released models feed to the CLIP text encoder (and the 36-character benchmark protocol).
+CHARSET_36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def _tower(hidden_size: int, num_layers: int, **extra) -> dict:
+    # The reference derives heads as width // 64 and uses QuickGELU in both towers for every release,
+    # including the ones started from OpenCLIP weights (whose ViT-H/14 normally has 16 heads).
+    return {
+        "hidden_size": hidden_size,
+        "intermediate_size": 4 * hidden_size,
+        "num_hidden_layers": num_layers,
+        "num_attention_heads": hidden_size // 64,
+        "hidden_act": "quick_gelu",
+        "layer_norm_eps": 1e-5,
+        **extra,
+    }
+
+
+# Shapes of the released CLIP4STR models. Every one uses one decoder layer with 8 heads and MLP ratio 4.
+PRESETS: dict[str, dict] = {
+    "clip4str-b16": {
+        "vision_config": _tower(768, 12, image_size=224, patch_size=16, projection_dim=512),
+        "text_config": _tower(512, 12, vocab_size=49408, max_position_embeddings=77, projection_dim=512),
+        "projection_dim": 512,
+    },
+    "clip4str-b32": {
+        "vision_config": _tower(768, 12, image_size=224, patch_size=32, projection_dim=512),
+        "text_config": _tower(512, 12, vocab_size=49408, max_position_embeddings=77, projection_dim=512),
+        "projection_dim": 512,
+    },
+    "clip4str-l14": {
+        "vision_config": _tower(1024, 24, image_size=224, patch_size=14, projection_dim=768),
+        "text_config": _tower(768, 12, vocab_size=49408, max_position_embeddings=77, projection_dim=768),
+        "projection_dim": 768,
+    },
+    "clip4str-h14": {
+        "vision_config": _tower(1280, 32, image_size=224, patch_size=14, projection_dim=1024),
+        "text_config": _tower(1024, 24, vocab_size=49408, max_position_embeddings=77, projection_dim=1024),
+        "projection_dim": 1024,
+    },
+}
+
+
+class CLIP4STRConfig(PreTrainedConfig):
+    r"""
+    Configuration of [`CLIP4STRForSceneTextRecognition`]. The defaults are CLIP4STR-B (CLIP ViT-B/16 towers) as
+    released; [`CLIP4STRConfig.from_preset`] gives the other released shapes.
+
+    Args:
+        vision_config (`dict` or `CLIPVisionConfig`, *optional*):
+            The CLIP image tower. Defaults to ViT-B/16 at 224x224 with QuickGELU.
+        text_config (`dict` or `CLIPTextConfig`, *optional*):
+            The CLIP text tower. Defaults to the 12-layer, 512-wide CLIP text transformer.
+        projection_dim (`int`, defaults to 512):
+            The joint width `D`: both towers are projected to it and both decoders work at it.
+        decoder_num_heads (`int`, defaults to 8), decoder_mlp_ratio (`int`, defaults to 4),
+        decoder_num_layers (`int`, defaults to 1), decoder_dropout (`float`, defaults to 0.1),
+        decoder_layer_norm_eps (`float`, defaults to 1e-5):
+            Shape of the two PARSeq-style two-stream decoders (visual and cross-modal; same shape, own weights).
+        charset (`str`):
+            The characters the model reads, in token-id order: `[E]` = 0, `charset[i]` = i + 1, `[B]` = C + 1,
+            `[P]` = C + 2. Any Unicode characters may be used.
+        max_label_length (`int`, defaults to 25):
+            The longest word the model reads; decoding runs `max_label_length + 1` steps.
+        context_length (`int`, defaults to 16):
+            Number of CLIP BPE positions of the caption fed to the text tower.
+        caption_charset (`str`):
+            Characters kept when the visual prediction becomes a caption for the text tower. If it has no upper
+            case the caption is lower-cased first.
+        refine_iters (`int`, defaults to 1):
+            Cloze-style refinement passes after left-to-right decoding.
+        decode_ar (`bool`, defaults to `True`):
+            Left-to-right (autoregressive) decoding; `False` predicts every position at once from `[B]` alone.
+        perm_num (`int`, defaults to 6), perm_forward (`bool`), perm_mirrored (`bool`):
+            Permuted sequence modelling in training: how many orders, whether the left-to-right order is always
+            one of them, and whether sampled orders come with their mirror image.
+        cross_loss_weight (`float`, defaults to 1.0):
+            Weight of the cross-modal branch's loss.
+        num_frozen_text_layers (`int`, defaults to 6):
+            The text tower's token and position embeddings and its first `num_frozen_text_layers` layers are frozen.
+            -1 freezes nothing; a value equal to the number of text layers freezes the whole text tower.
+    """
+
+    model_type = "clip4str"
+    sub_configs_defaults = {"vision_config": CLIPVisionConfig, "text_config": CLIPTextConfig}
+
+    vision_config: dict | CLIPVisionConfig | None = None
+    text_config: dict | CLIPTextConfig | None = None
+    projection_dim: int = 512
+    decoder_num_heads: int = 8
+    decoder_mlp_ratio: int = 4
+    decoder_num_layers: int = 1
+    decoder_dropout: float = 0.1
+    decoder_layer_norm_eps: float = 1e-5
+    charset: str = CHARSET_94
+    max_label_length: int = 25
+    context_length: int = 16
+    caption_charset: str = CHARSET_36
+    refine_iters: int = 1
+    decode_ar: bool = True
+    perm_num: int = 6
+    perm_forward: bool = True
+    perm_mirrored: bool = True
+    cross_loss_weight: float = 1.0
+    num_frozen_text_layers: int = 6
+    initializer_range: float = 0.02
+
+    def __post_init__(self, **kwargs):
+        preset = PRESETS["clip4str-b16"]
+        if self.vision_config is None:
+            self.vision_config = copy.deepcopy(preset["vision_config"])
+        if self.text_config is None:
+            self.text_config = copy.deepcopy(preset["text_config"])
+        super().__post_init__(**kwargs)
+        self._validate()
+
+    def _validate(self) -> None:
+        if not self.charset:
+            raise ValueError("`charset` must hold at least one character.")
+        if len(set(self.charset)) != len(self.charset):
+            seen, repeated = set(), []
+            for char in self.charset:
+                if char in seen and char not in repeated:
+                    repeated.append(char)
+                seen.add(char)
+            raise ValueError(f"`charset` lists characters more than once: {''.join(repeated)!r}.")
+        if self.max_label_length < 1:
+            raise ValueError(f"`max_label_length` must be positive, got {self.max_label_length}.")
+        if self.projection_dim % self.decoder_num_heads != 0:
+            raise ValueError(
+                f"`projection_dim` ({self.projection_dim}) must be divisible by `decoder_num_heads` "
+                f"({self.decoder_num_heads})."
+            )
+        if self.context_length < 2 or self.context_length > self.text_config.max_position_embeddings:
+            raise ValueError(
+                f"`context_length` must lie in [2, {self.text_config.max_position_embeddings}] (the text tower's "
+                f"positions), got {self.context_length}."
+            )
+        if self.refine_iters < 0:
+            raise ValueError(f"`refine_iters` must be >= 0, got {self.refine_iters}.")
+        if self.perm_num < 1:
+            raise ValueError(f"`perm_num` must be >= 1, got {self.perm_num}.")
+        if self.num_frozen_text_layers > self.text_config.num_hidden_layers:
+            raise ValueError(
+                f"`num_frozen_text_layers` ({self.num_frozen_text_layers}) exceeds the text tower's "
+                f"{self.text_config.num_hidden_layers} layers."
+            )
+
+    # Special token ids follow from the charset, so they are derived rather than stored.
+    @property
+    def eos_token_id(self) -> int:
+        return 0
+
+    @property
+    def bos_token_id(self) -> int:
+        return len(self.charset) + 1
+
+    @property
+    def pad_token_id(self) -> int:
+        return len(self.charset) + 2
+
+    @property
+    def num_classes(self) -> int:
+        """Classes of the output heads: `[E]` and the charset (never `[B]` or `[P]`)."""
+        return len(self.charset) + 1
+
+    @property
+    def num_decoding_steps(self) -> int:
+        return self.max_label_length + 1
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> "CLIP4STRConfig":
+        """Config of a released shape: `"clip4str-b16"`, `"clip4str-b32"`, `"clip4str-l14"` or `"clip4str-h14"`.
+
+        Keyword arguments override top-level fields (e.g. `charset=...`, `decoder_num_heads=4`).
+        """
+        if name not in PRESETS:
+            raise ValueError(f"Unknown preset {name!r}; choose one of {', '.join(sorted(PRESETS))}.")
+        values = copy.deepcopy(PRESETS[name])
+        values.update(overrides)
+        return cls(**values)
+
+
+__all__ = ["CLIP4STRConfig", "CHARSET_94", "CHARSET_36", "PRESETS"]

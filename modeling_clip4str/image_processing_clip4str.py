@@ -1,0 +1,198 @@
+"""Image processor of CLIP4STR: any image to an RGB square, bicubic, CLIP mean/std. No aspect ratio kept, no crop."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from transformers.image_processing_backends import PilBackend
+from transformers.image_processing_utils import BatchFeature
+
+OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+_RESAMPLE = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+    "box": Image.Resampling.BOX,
+    "hamming": Image.Resampling.HAMMING,
+}
+
+
+def load_image(source) -> Image.Image:
+    """Open a path (or bytes) as a fully decoded PIL image; a file that fails to decode raises `ValueError` naming it."""
+    if isinstance(source, (bytes, bytearray)):
+        import io
+
+        name, handle = "<bytes>", io.BytesIO(source)
+    else:
+        name, handle = os.fspath(source), os.fspath(source)
+    try:
+        image = Image.open(handle)
+        image.load()
+    except FileNotFoundError:
+        raise
+    except Exception as error:  # PIL raises several types for broken files (OSError, SyntaxError, ValueError...)
+        raise ValueError(f"Could not read image {name}: {error}") from error
+    return image
+
+
+def to_rgb_image(image) -> Image.Image:
+    """Any PIL image, HWC/CHW/HW numpy array or torch tensor (uint8, uint16 or float in [0, 1]) as an 8-bit RGB image.
+
+    PIL modes are converted the way the reference's `Image.convert("RGB")` does (alpha is dropped, palettes are
+    expanded), except high-bit-depth modes, which PIL would clip at 255: those are scaled to 8 bits instead.
+    """
+    if isinstance(image, (str, os.PathLike, bytes, bytearray)):
+        image = load_image(image)
+    if isinstance(image, torch.Tensor):
+        image = image.detach().cpu().numpy()
+    if isinstance(image, np.ndarray):
+        return Image.fromarray(_array_to_uint8_hwc(image), mode="RGB")
+    if not isinstance(image, Image.Image):
+        raise TypeError(
+            f"Unsupported image type {type(image).__name__}: pass PIL images, numpy arrays, torch tensors or paths."
+        )
+    if image.width < 1 or image.height < 1:
+        raise ValueError(f"Image has no pixels (size {image.size}).")
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        return Image.fromarray(_array_to_uint8_hwc(np.asarray(image)), mode="RGB")
+    if image.mode in ("LA", "La", "PA"):
+        image = image.convert("RGBA")
+    return image.convert("RGB")
+
+
+def _array_to_uint8_hwc(array: np.ndarray) -> np.ndarray:
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.ndim != 3:
+        raise ValueError(f"Expected an image array of 2 or 3 dimensions, got shape {array.shape}.")
+    # Channels-first arrays (as torch tensors usually are) have a small first axis and a larger last one.
+    if array.shape[0] in (1, 2, 3, 4) and array.shape[-1] not in (1, 2, 3, 4):
+        array = np.moveaxis(array, 0, -1)
+    channels = array.shape[-1]
+    if channels not in (1, 2, 3, 4):
+        raise ValueError(f"Expected 1 to 4 colour channels, got shape {array.shape}.")
+    if array.shape[0] < 1 or array.shape[1] < 1:
+        raise ValueError(f"Image has no pixels (shape {array.shape}).")
+    if array.dtype == np.uint8:
+        pixels = array
+    elif array.dtype == np.bool_:
+        pixels = array.astype(np.uint8) * 255
+    elif np.issubdtype(array.dtype, np.floating):
+        peak = float(np.nanmax(array)) if array.size else 0.0
+        scale = 255.0 if peak <= 1.0 else 1.0
+        pixels = np.clip(np.rint(np.nan_to_num(array.astype(np.float64)) * scale), 0, 255).astype(np.uint8)
+    elif np.issubdtype(array.dtype, np.integer):
+        peak = int(array.max()) if array.size else 0
+        if peak <= 255:
+            pixels = array.astype(np.uint8)
+        else:  # 16-bit range (also used by PIL's 32-bit 'I' mode for 16-bit PNGs)
+            pixels = np.clip(np.rint(array.astype(np.float64) / 257.0), 0, 255).astype(np.uint8)
+    else:
+        raise ValueError(f"Unsupported image dtype {array.dtype}.")
+    if channels in (1, 2):  # grey (+ alpha)
+        pixels = np.repeat(pixels[:, :, :1], 3, axis=2)
+    elif channels == 4:  # drop alpha, as PIL's RGBA -> RGB does
+        pixels = pixels[:, :, :3]
+    return np.ascontiguousarray(pixels)
+
+
+class CLIP4STRImageProcessor(PilBackend):
+    r"""
+    Prepares word crops for CLIP4STR exactly like the reference: convert to RGB, resize straight to
+    `size` (no aspect ratio kept, no crop) with PIL bicubic, scale to [0, 1], normalise with the CLIP mean and std.
+
+    Accepts PIL images of any mode, numpy arrays and torch tensors (HWC or CHW; uint8, uint16 or float in [0, 1]),
+    file paths and raw bytes, one at a time or in a list.
+
+    Args:
+        size (`dict`, defaults to `{"height": 224, "width": 224}`): the model's input size.
+        resample (`str`, defaults to `"bicubic"`): PIL resampling filter name.
+        image_mean, image_std (`list[float]`): normalisation, CLIP's by default.
+    """
+
+    model_input_names = ["pixel_values"]
+    size = {"height": 224, "width": 224}
+    resample = "bicubic"
+    image_mean = list(OPENAI_CLIP_MEAN)
+    image_std = list(OPENAI_CLIP_STD)
+    do_resize = True
+    do_rescale = True
+    do_normalize = True
+    do_convert_rgb = True
+    rescale_factor = 1 / 255
+
+    def __init__(self, **kwargs):
+        if isinstance(kwargs.get("size"), int):
+            kwargs["size"] = {"height": kwargs["size"], "width": kwargs["size"]}
+        super().__init__(**kwargs)
+        resample = getattr(self, "resample", "bicubic")
+        if isinstance(resample, str) and resample not in _RESAMPLE:
+            raise ValueError(f"Unknown resample filter {resample!r}; choose one of {', '.join(_RESAMPLE)}.")
+
+    @property
+    def target_size(self) -> tuple[int, int]:
+        size = self.size if isinstance(self.size, dict) else dict(self.size)
+        return int(size["height"]), int(size["width"])
+
+    def _resample_filter(self):
+        return _RESAMPLE[self.resample] if isinstance(self.resample, str) else Image.Resampling(int(self.resample))
+
+    def to_normalized_array(self, image) -> np.ndarray:
+        """One image as a normalised float32 array `[3, height, width]`."""
+        rgb = to_rgb_image(image)
+        height, width = self.target_size
+        if rgb.size != (width, height):
+            rgb = rgb.resize((width, height), self._resample_filter())
+        pixels = np.asarray(rgb, dtype=np.float32) / np.float32(255.0)
+        mean = np.asarray(self.image_mean, dtype=np.float32)
+        std = np.asarray(self.image_std, dtype=np.float32)
+        return ((pixels - mean) / std).transpose(2, 0, 1)
+
+    def preprocess(self, images, return_tensors: str | None = "pt", **kwargs) -> BatchFeature:
+        """
+        Args:
+            images: one image or a sequence of images (see the class docstring for the accepted kinds).
+            return_tensors: `"pt"` (default), `"np"` or `None` (a list of numpy arrays).
+
+        Returns:
+            `BatchFeature` with `pixel_values` of shape `[B, 3, height, width]`.
+        """
+        unexpected = set(kwargs) - {"do_convert_rgb", "input_data_format", "data_format"}
+        if unexpected:
+            raise TypeError(f"Unexpected arguments for CLIP4STRImageProcessor: {', '.join(sorted(unexpected))}.")
+        batch = _as_list(images)
+        if len(batch) == 0:
+            raise ValueError("No images were given: the batch is empty.")
+        arrays = [self.to_normalized_array(image) for image in batch]
+        if return_tensors in ("pt", "np"):
+            stacked = np.stack(arrays)
+            values = torch.from_numpy(stacked) if return_tensors == "pt" else stacked
+            return BatchFeature(data={"pixel_values": values})
+        if return_tensors is None:
+            return BatchFeature(data={"pixel_values": arrays})
+        raise ValueError(f"Unsupported return_tensors={return_tensors!r}; use 'pt', 'np' or None.")
+
+    def __call__(self, images, **kwargs) -> BatchFeature:
+        return self.preprocess(images, **kwargs)
+
+
+def _as_list(images) -> list:
+    if isinstance(images, (list, tuple)):
+        return list(images)
+    if isinstance(images, np.ndarray) and images.ndim == 4:
+        return list(images)
+    if isinstance(images, torch.Tensor) and images.ndim == 4:
+        return list(images.unbind(0))
+    return [images]
+
+
+__all__ = ["CLIP4STRImageProcessor", "load_image", "to_rgb_image", "OPENAI_CLIP_MEAN", "OPENAI_CLIP_STD"]

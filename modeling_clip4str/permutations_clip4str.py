@@ -1,0 +1,106 @@
+"""Permuted sequence modelling: the character orders a training batch is taught with, and their attention masks."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import torch
+
+# With four characters and mirrored orders, these indices into the 24 orders of `itertools.permutations(range(4))`
+# give 12 orders none of which is the mirror image of another (the other 12 are their mirrors).
+_FOUR_CHAR_MIRROR_FREE = [0, 3, 4, 6, 9, 10, 12, 16, 17, 18, 19, 21]
+
+
+def sample_permutations(
+    num_chars: int,
+    perm_num: int,
+    perm_forward: bool = True,
+    perm_mirrored: bool = True,
+    device: torch.device | str | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.LongTensor:
+    """The orders over `[B]`, the `num_chars` character positions and `[E]` that a batch is trained with.
+
+    Position 0 (`[B]`) always comes first and position `num_chars + 1` (`[E]`) last, except in the second order,
+    which reads right to left with `[E]` right after `[B]` (so `[E]` is also learnt from an empty context).
+
+    Returns:
+        `torch.LongTensor` of shape `[K, num_chars + 2]`, K <= perm_num.
+    """
+    if num_chars < 1:
+        raise ValueError(f"num_chars must be positive, got {num_chars}.")
+    if num_chars == 1:
+        return torch.arange(3, device=device).unsqueeze(0)
+
+    num_sampled_pairs = perm_num // 2 if perm_mirrored else perm_num
+    available = math.factorial(num_chars) // (2 if perm_mirrored else 1)
+    wanted = min(num_sampled_pairs, available)
+
+    orders = [torch.arange(num_chars)] if perm_forward else []
+    if num_chars < 5:
+        # Few orders exist: draw from all of them without repeats.
+        pool = torch.tensor(list(itertools.permutations(range(num_chars))))
+        if num_chars == 4 and perm_mirrored:
+            pool = pool[_FOUR_CHAR_MIRROR_FREE]
+        else:
+            pool = pool[:available]
+        if perm_forward:
+            pool = pool[1:]  # the identity order is already in
+        take = max(wanted - len(orders), 0)
+        if take and len(pool):
+            picks = torch.randperm(len(pool), generator=generator)[:take]
+            orders.extend(pool[picks])
+    else:
+        orders.extend(torch.randperm(num_chars, generator=generator) for _ in range(max(wanted - len(orders), 0)))
+    perms = torch.stack(orders)
+    if perm_mirrored:
+        perms = torch.stack([perms, perms.flip(-1)], dim=1).reshape(-1, num_chars)
+
+    bos = perms.new_zeros(len(perms), 1)
+    eos = perms.new_full((len(perms), 1), num_chars + 1)
+    perms = torch.cat([bos, perms + 1, eos], dim=1)
+    if len(perms) > 1:
+        perms[1, 1:] = num_chars + 1 - torch.arange(num_chars + 1)
+    return perms.to(device)
+
+
+def permutation_masks(perms: torch.LongTensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attention masks of orders: a position may not see the positions that come after it in its order.
+
+    Args:
+        perms: `[K, S]` orders over S = L + 1 positions (`[B]`, characters, `[E]`).
+
+    Returns:
+        `(content_mask, query_mask)`, additive float masks of shape `[K, L, L]` (0 = visible, -inf = hidden).
+        The content stream covers positions 0..L-1; query i (predicting position i + 1) also may not see itself.
+    """
+    num_positions = perms.shape[-1]
+    rank = torch.empty_like(perms)
+    rank.scatter_(-1, perms, torch.arange(num_positions, device=perms.device).expand_as(perms))
+    hidden = rank.unsqueeze(-2) > rank.unsqueeze(-1)  # [K, query position, key position]
+    content_hidden = hidden[:, :-1, :-1]
+    eye = torch.eye(num_positions, dtype=torch.bool, device=perms.device)
+    query_hidden = (hidden | eye)[:, 1:, :-1]
+    return _additive(content_hidden), _additive(query_hidden)
+
+
+def causal_mask(size: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """`[size, size]` additive mask: position i sees 0..i."""
+    hidden = torch.ones(size, size, dtype=torch.bool, device=device).triu(1)
+    return _additive(hidden, dtype)
+
+
+def cloze_mask(size: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """`[size, size]` additive mask of refinement: query i sees every context position except i + 1 (its target)."""
+    hidden = torch.zeros(size, size, dtype=torch.bool, device=device)
+    index = torch.arange(size - 1, device=device)
+    hidden[index, index + 1] = True
+    return _additive(hidden, dtype)
+
+
+def _additive(hidden: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
+    return torch.zeros(hidden.shape, dtype=dtype, device=hidden.device).masked_fill_(hidden, float("-inf"))
+
+
+__all__ = ["sample_permutations", "permutation_masks", "causal_mask", "cloze_mask"]

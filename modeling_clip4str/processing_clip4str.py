@@ -1,0 +1,118 @@
+"""Processor of CLIP4STR: image processor + character tokenizer (labels, decoding) + CLIP BPE tokenizer (captions)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from transformers import ProcessorMixin
+from transformers.image_processing_utils import BatchFeature
+
+
+class CLIP4STRProcessor(ProcessorMixin):
+    r"""
+    Everything CLIP4STR needs around the model.
+
+    - `processor(images=...)` gives `pixel_values`; `processor(text=...)` gives `labels` (character ids, `[E]`,
+      `[P]` padding); both together give both.
+    - `processor.batch_decode(ids)` gives the texts; with `return_confidences=True` (and the output of
+      `model.generate(..., return_dict_in_generate=True)`) also per-character and word confidences.
+
+    Args:
+        image_processor ([`CLIP4STRImageProcessor`]): images to `pixel_values`.
+        tokenizer ([`CLIP4STRTokenizer`]): the character vocabulary.
+        caption_tokenizer (`CLIPTokenizer`): the CLIP BPE tokenizer of the text tower (saved in `caption_tokenizer/`).
+    """
+
+    def __init__(self, image_processor, tokenizer, caption_tokenizer):
+        super().__init__(image_processor=image_processor, tokenizer=tokenizer, caption_tokenizer=caption_tokenizer)
+
+    def __call__(
+        self,
+        images=None,
+        text: str | Sequence[str] | None = None,
+        return_tensors: str | None = "pt",
+        filter_unknown: bool = False,
+        max_label_length: int | None = None,
+        **kwargs,
+    ) -> BatchFeature:
+        """
+        Args:
+            images: one image or a list (PIL images of any mode, arrays, tensors, paths).
+            text: the words shown, as training labels.
+            return_tensors: only `"pt"` is supported.
+            filter_unknown: drop label characters outside the charset instead of raising.
+            max_label_length: raise for longer labels (the model's `config.max_label_length`).
+
+        Returns:
+            [`BatchFeature`] with `pixel_values` `[B, 3, H, W]` and/or `labels` `[B, L + 1]`.
+        """
+        if kwargs:
+            raise TypeError(f"Unexpected arguments for CLIP4STRProcessor: {', '.join(sorted(kwargs))}.")
+        if images is None and text is None:
+            raise ValueError("Give `images`, `text` or both.")
+        if return_tensors not in ("pt", None):
+            raise ValueError("CLIP4STRProcessor returns PyTorch tensors only (return_tensors='pt').")
+        data = {}
+        if images is not None:
+            data.update(self.image_processor(images, return_tensors="pt"))
+        if text is not None:
+            labels = [text] if isinstance(text, str) else list(text)
+            data["labels"] = self.tokenizer.encode_labels(
+                labels, filter_unknown=filter_unknown, max_label_length=max_label_length
+            )
+            if images is not None and len(labels) != len(data["pixel_values"]):
+                raise ValueError(f"Got {len(data['pixel_values'])} images but {len(labels)} labels.")
+        return BatchFeature(data=data)
+
+    def batch_decode(self, sequences, return_confidences: bool = False, char_confidences=None, **kwargs):
+        """Texts of generated ids.
+
+        Args:
+            sequences: `[B, T]` ids, or the [`CLIP4STRGenerateOutput`] of
+                `model.generate(..., return_dict_in_generate=True)`.
+            return_confidences: also return confidences (needs a generate output or `char_confidences`).
+            char_confidences: `[B, T]` per-position confidences, when `sequences` is a tensor.
+
+        Returns:
+            A list of strings; with `return_confidences`, a dict with `texts`, `confidences` (word: the product of
+            the character confidences and the `[E]` one) and `char_confidences` (one float per character).
+        """
+        if hasattr(sequences, "sequences"):
+            char_confidences = sequences.char_confidences if char_confidences is None else char_confidences
+            sequences = sequences.sequences
+        if isinstance(sequences, torch.Tensor):
+            sequences = sequences.tolist()
+        texts = [self.tokenizer.ids_to_text(row) for row in sequences]
+        if not return_confidences:
+            return texts
+        if char_confidences is None:
+            raise ValueError(
+                "Confidences need the output of `model.generate(..., return_dict_in_generate=True)` or "
+                "`char_confidences=`."
+            )
+        if isinstance(char_confidences, torch.Tensor):
+            char_confidences = char_confidences.float().tolist()
+        per_char, per_word = [], []
+        for text, row, scores in zip(texts, sequences, char_confidences):
+            ended = self.tokenizer.eos_token_id in row
+            counted = len(text) + 1 if ended else len(text)
+            word = 1.0
+            for score in scores[:counted]:
+                word *= score
+            per_char.append(list(scores[: len(text)]))
+            per_word.append(word)
+        return {"texts": texts, "confidences": per_word, "char_confidences": per_char}
+
+    def decode(self, sequence, **kwargs):
+        """Text of one `[T]` id sequence."""
+        if isinstance(sequence, torch.Tensor):
+            sequence = sequence.tolist()
+        return self.tokenizer.ids_to_text(sequence)
+
+    @property
+    def model_input_names(self):
+        return ["pixel_values", "labels"]
+
+
+__all__ = ["CLIP4STRProcessor"]
