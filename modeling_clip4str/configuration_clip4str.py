@@ -87,9 +87,10 @@ class CLIP4STRConfig(PreTrainedConfig):
             one of them, and whether sampled orders come with their mirror image.
         cross_loss_weight (`float`, defaults to 1.0):
             Weight of the cross-modal branch's loss.
-        num_frozen_text_layers (`int`, defaults to 6):
+        num_frozen_text_layers (`int`, *optional*):
             The text tower's token and position embeddings and its first `num_frozen_text_layers` layers are frozen.
-            -1 freezes nothing; a value equal to the number of text layers freezes the whole text tower.
+            -1 freezes nothing; a value equal to the number of text layers freezes the whole text tower. Defaults to
+            6 (the released models' setting) for text towers of 12 layers or more, half the layers otherwise.
     """
 
     model_type = "clip4str"
@@ -113,7 +114,7 @@ class CLIP4STRConfig(PreTrainedConfig):
     perm_forward: bool = True
     perm_mirrored: bool = True
     cross_loss_weight: float = 1.0
-    num_frozen_text_layers: int = 6
+    num_frozen_text_layers: int | None = None
     initializer_range: float = 0.02
 
     def __post_init__(self, **kwargs):
@@ -123,6 +124,9 @@ class CLIP4STRConfig(PreTrainedConfig):
         if self.text_config is None:
             self.text_config = copy.deepcopy(preset["text_config"])
         super().__post_init__(**kwargs)
+        if self.num_frozen_text_layers is None:
+            depth = self.text_config.num_hidden_layers
+            self.num_frozen_text_layers = 6 if depth >= 12 else depth // 2
         self._validate()
 
     def _validate(self) -> None:

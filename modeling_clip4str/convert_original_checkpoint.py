@@ -52,7 +52,10 @@ def load_checkpoint(path: str, allow_unsafe_pickle: bool = False) -> tuple[dict,
         raw = torch.load(path, map_location="cpu", weights_only=False)
     if not isinstance(raw, Mapping):
         raise ConversionError(f"{path} holds a {type(raw).__name__}, not a checkpoint dictionary.")
-    hyper_parameters = dict(raw.get("hyper_parameters") or {})
+    hyper_parameters = raw.get("hyper_parameters") or {}
+    if not isinstance(hyper_parameters, Mapping):  # e.g. an argparse.Namespace in an old, unsafely pickled file
+        hyper_parameters = vars(hyper_parameters)
+    hyper_parameters = dict(hyper_parameters)
     state_dict = raw["state_dict"] if "state_dict" in raw else raw
     state_dict = {key: value for key, value in state_dict.items() if isinstance(value, torch.Tensor)}
     if not state_dict:

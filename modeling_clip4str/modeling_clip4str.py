@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import os
+import shutil
 from dataclasses import dataclass
 
 import torch
@@ -19,6 +21,17 @@ from .permutations_clip4str import cloze_mask, permutation_masks, sample_permuta
 logger = logging.get_logger(__name__)
 
 CAPTION_TOKENIZER_FOLDER = "caption_tokenizer"
+PIPELINE_FILE = "pipeline_clip4str.py"
+# Written into config.json so that `pipeline("image-to-text", model=DIR, trust_remote_code=True)` finds the pipeline
+# (the copy of PIPELINE_FILE saved beside the weights).
+CUSTOM_PIPELINES = {
+    "image-to-text": {
+        "impl": "pipeline_clip4str.CLIP4STRPipeline",
+        "pt": ["AutoModel"],
+        "tf": [],
+        "type": "multimodal",
+    }
+}
 
 
 @dataclass
@@ -108,6 +121,7 @@ class CLIP4STRForSceneTextRecognition(CLIP4STRPreTrainedModel, GenerationMixin):
         self.batch_permutations = True
         self.caption_tokenizer = None
         self._caption_cache: dict[str, list[int]] = {}
+        self._prepare_caption_charset()
         self.post_init()
         self.freeze_text_layers(config.num_frozen_text_layers)
         if caption_tokenizer is not None:
@@ -118,6 +132,8 @@ class CLIP4STRForSceneTextRecognition(CLIP4STRPreTrainedModel, GenerationMixin):
         """Use `tokenizer` (a CLIP BPE tokenizer, e.g. `CLIPTokenizer`) to turn predictions into captions."""
         self.caption_tokenizer = tokenizer
         self._caption_cache = {}
+
+    def _prepare_caption_charset(self) -> None:
         caption_charset = self.config.caption_charset
         # Which characters survive as caption text, decided once: the reference lower-cases (or upper-cases) the
         # whole word when the caption charset has a single case, then drops what the caption charset lacks.
@@ -516,6 +532,7 @@ class CLIP4STRForSceneTextRecognition(CLIP4STRPreTrainedModel, GenerationMixin):
         caption_tokenizer = kwargs.pop("caption_tokenizer", None)
         hub_kwargs = {key: kwargs[key] for key in _HUB_KWARGS + ("subfolder",) if key in kwargs}
         model = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        model.freeze_text_layers()  # loading replaces parameters, which resets `requires_grad`
         if caption_tokenizer is None:
             caption_tokenizer = _load_caption_tokenizer(pretrained_model_name_or_path, **hub_kwargs)
         if caption_tokenizer is not None:
@@ -523,8 +540,12 @@ class CLIP4STRForSceneTextRecognition(CLIP4STRPreTrainedModel, GenerationMixin):
         return model
 
     def save_pretrained(self, save_directory, *args, push_to_hub: bool = False, **kwargs):
-        """Save weights and config, and the caption tokenizer to `caption_tokenizer/` (which `from_pretrained` reads
-        back)."""
+        """Save weights and config, the caption tokenizer to `caption_tokenizer/` (which `from_pretrained` reads
+        back) and the pipeline code, so the directory also serves `pipeline("image-to-text", trust_remote_code=True)`.
+        """
+        pipeline_source = os.path.join(os.path.dirname(os.path.abspath(__file__)), PIPELINE_FILE)
+        if os.path.isfile(pipeline_source) and not getattr(self.config, "custom_pipelines", None):
+            self.config.custom_pipelines = copy.deepcopy(CUSTOM_PIPELINES)
         if push_to_hub:
             # Save everything first, then upload the folder, so the tokenizer goes up with the weights.
             repo_id = kwargs.pop("repo_id", None) or os.fspath(save_directory).rstrip("/").split("/")[-1]
@@ -532,8 +553,11 @@ class CLIP4STRForSceneTextRecognition(CLIP4STRPreTrainedModel, GenerationMixin):
             token = kwargs.pop("token", None)
             private = kwargs.pop("private", None)
         super().save_pretrained(save_directory, *args, **kwargs)
-        if self.caption_tokenizer is not None and kwargs.get("is_main_process", True):
-            self.caption_tokenizer.save_pretrained(os.path.join(save_directory, CAPTION_TOKENIZER_FOLDER))
+        if kwargs.get("is_main_process", True):
+            if self.caption_tokenizer is not None:
+                self.caption_tokenizer.save_pretrained(os.path.join(save_directory, CAPTION_TOKENIZER_FOLDER))
+            if os.path.isfile(pipeline_source):
+                shutil.copy(pipeline_source, os.path.join(save_directory, PIPELINE_FILE))
         if push_to_hub:
             from huggingface_hub import create_repo, upload_folder
 

@@ -1,0 +1,87 @@
+"""Shared test helpers: the reference fixture, a tiny CLIP4STR and its processor, all offline."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("CLIP4STR_SHARED", REPO.parent / "shared"))
+REFERENCE = SHARED / "fixtures" / "reference-tiny"
+CLIP_TOKENIZER = REFERENCE / "clip_tokenizer"
+
+
+def tiny_config(**overrides):
+    from modeling_clip4str import CLIP4STRConfig
+
+    values = dict(
+        vision_config=dict(
+            hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
+            image_size=32, patch_size=8, hidden_act="quick_gelu",
+        ),
+        text_config=dict(
+            hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
+            vocab_size=49408, max_position_embeddings=77, hidden_act="quick_gelu",
+        ),
+        projection_dim=32,
+        decoder_num_heads=2,
+        decoder_dropout=0.0,
+        max_label_length=12,
+        num_frozen_text_layers=1,
+    )
+    values.update(overrides)
+    return CLIP4STRConfig(**values)
+
+
+@pytest.fixture(scope="session")
+def caption_tokenizer():
+    from transformers import CLIPTokenizer
+
+    return CLIPTokenizer.from_pretrained(str(CLIP_TOKENIZER))
+
+
+def make_processor(config, caption_tokenizer):
+    from modeling_clip4str import CLIP4STRImageProcessor, CLIP4STRProcessor, CLIP4STRTokenizer
+
+    size = config.vision_config.image_size
+    return CLIP4STRProcessor(
+        image_processor=CLIP4STRImageProcessor(size={"height": size, "width": size}),
+        tokenizer=CLIP4STRTokenizer(charset=config.charset),
+        caption_tokenizer=caption_tokenizer,
+    )
+
+
+def make_model(caption_tokenizer, seed: int = 0, **overrides):
+    from modeling_clip4str import CLIP4STRForSceneTextRecognition
+
+    torch.manual_seed(seed)
+    model = CLIP4STRForSceneTextRecognition(tiny_config(**overrides))
+    model.set_caption_tokenizer(caption_tokenizer)
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def reference_cases():
+    return torch.load(REFERENCE / "cases.pt", weights_only=True)
+
+
+@pytest.fixture(scope="session")
+def converted_reference(tmp_path_factory):
+    """The reference checkpoint converted and saved once per session: (directory, model, processor)."""
+    from modeling_clip4str.convert_original_checkpoint import convert
+
+    out = tmp_path_factory.mktemp("converted") / "reference-tiny"
+    model, processor = convert(str(REFERENCE / "reference.ckpt"), str(out), clip_tokenizer=str(CLIP_TOKENIZER))
+    return out, model, processor
+
+
+def word_image(text: str, size=(96, 32), mode: str = "RGB"):
+    """A plain rendering of `text` (PIL's default font) for input-handling tests."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", size, (255, 255, 255))
+    ImageDraw.Draw(image).text((4, 8), text, fill=(0, 0, 0))
+    return image.convert(mode) if mode != "RGB" else image

@@ -1,0 +1,129 @@
+"""Bad and unusual input: image modes and sizes, broken files, labels outside the charset, empty batches."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import make_model, make_processor, tiny_config, word_image
+
+
+@pytest.fixture(scope="module")
+def processor(caption_tokenizer):
+    return make_processor(tiny_config(), caption_tokenizer)
+
+
+def _sixteen_bit():
+    ramp = np.tile(np.linspace(0, 65535, 64), (20, 1)).astype(np.uint16)  # dark left, bright right
+    return Image.fromarray(ramp)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: word_image("grey", mode="L"),
+        lambda: word_image("alpha", mode="RGBA"),
+        lambda: word_image("palette", mode="P"),
+        lambda: word_image("la", mode="LA"),
+        lambda: word_image("bw", mode="1"),
+        lambda: word_image("cmyk", mode="CMYK"),
+        _sixteen_bit,
+        lambda: Image.new("RGB", (1, 1), (10, 20, 30)),
+        lambda: Image.new("RGB", (1, 2000), (10, 20, 30)),
+        lambda: Image.new("RGB", (2000, 1), (10, 20, 30)),
+        lambda: np.zeros((20, 60, 3), dtype=np.uint8),
+        lambda: np.zeros((20, 60), dtype=np.uint8),
+        lambda: torch.rand(3, 20, 60),
+    ],
+)
+def test_any_image_becomes_pixel_values(processor, make):
+    pixel_values = processor(images=make())["pixel_values"]
+    assert pixel_values.shape == (1, 3, 32, 32)
+    assert torch.isfinite(pixel_values).all()
+
+
+def test_sixteen_bit_image_is_scaled_not_clipped(processor):
+    pixels = processor.image_processor.to_normalized_array(_sixteen_bit())
+    # Clipping at 255 would turn almost the whole ramp white; scaling keeps a dark left edge.
+    assert pixels[0, :, 0].mean() < pixels[0, :, -1].mean() - 1.0
+
+
+def test_rgba_drops_alpha_like_the_reference(processor):
+    image = Image.new("RGBA", (8, 8), (200, 100, 50, 0))
+    ours = processor.image_processor.to_normalized_array(image)
+    reference = processor.image_processor.to_normalized_array(image.convert("RGB"))
+    assert np.array_equal(ours, reference)
+
+
+def test_truncated_file_raises_error_naming_it(processor, tmp_path):
+    good = tmp_path / "good.png"
+    word_image("hello").save(good)
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(good.read_bytes()[:60])
+    with pytest.raises(ValueError, match="broken.png"):
+        processor(images=str(broken))
+
+
+def test_non_image_file_raises_error_naming_it(processor, tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("this is not an image")
+    with pytest.raises(ValueError, match="notes.txt"):
+        processor(images=[str(text)])
+
+
+def test_paths_are_read(processor, tmp_path):
+    path = tmp_path / "word.jpg"
+    word_image("word").save(path)
+    assert processor(images=[str(path), path])["pixel_values"].shape == (2, 3, 32, 32)
+
+
+def test_label_outside_charset_raises_clearly(processor):
+    from modeling_clip4str import UnknownCharacterError
+
+    with pytest.raises(UnknownCharacterError, match="café"):
+        processor(text=["café"])
+    filtered = processor(text=["café"], filter_unknown=True)["labels"]
+    assert processor.tokenizer.batch_decode(filtered) == ["caf"]
+
+
+def test_label_too_long_raises(processor):
+    with pytest.raises(ValueError, match="at most 12"):
+        processor(text=["a" * 13], max_label_length=12)
+
+
+def test_model_rejects_labels_longer_than_it_reads(caption_tokenizer, processor):
+    model = make_model(caption_tokenizer)
+    batch = processor(images=[word_image("x")], text=["abcdefghijklmn"])
+    with pytest.raises(ValueError, match="at most 12"):
+        model(**batch)
+
+
+def test_empty_batches_raise(processor, caption_tokenizer):
+    with pytest.raises(ValueError, match="empty"):
+        processor(images=[])
+    with pytest.raises(ValueError, match="empty"):
+        processor(text=[])
+    model = make_model(caption_tokenizer)
+    with pytest.raises(ValueError, match="empty"):
+        model.generate(torch.zeros(0, 3, 32, 32))
+
+
+def test_mismatched_images_and_labels_raise(processor):
+    with pytest.raises(ValueError, match="2 images but 1 labels"):
+        processor(images=[word_image("a"), word_image("b")], text=["a"])
+
+
+def test_generate_without_caption_tokenizer_says_how_to_fix():
+    from modeling_clip4str import CLIP4STRForSceneTextRecognition
+
+    model = CLIP4STRForSceneTextRecognition(tiny_config()).eval()
+    with pytest.raises(ValueError, match="set_caption_tokenizer"):
+        model.generate(torch.zeros(1, 3, 32, 32))
+
+
+def test_wrong_pixel_values_shape_raises(caption_tokenizer):
+    model = make_model(caption_tokenizer)
+    with pytest.raises(ValueError, match=r"\[B, 3, H, W\]"):
+        model.generate(torch.zeros(3, 32, 32))
