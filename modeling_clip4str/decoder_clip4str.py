@@ -35,23 +35,30 @@ class CLIP4STRAttention(nn.Module):
         """`[B, S, D]` -> keys and values `[B, heads, S, head_dim]`."""
         return self._split_heads(self.k_proj(states)), self._split_heads(self.v_proj(states))
 
+    def project_query(self, states: torch.Tensor) -> torch.Tensor:
+        """`[B, L, D]` -> queries `[B, heads, L, head_dim]`."""
+        return self._split_heads(self.q_proj(states))
+
     def forward(
         self,
-        hidden_states: torch.Tensor,
+        hidden_states: torch.Tensor | None,
         key_value: tuple[torch.Tensor, torch.Tensor],
         attention_mask: torch.Tensor | None = None,
+        projected_query: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """
         Args:
-            hidden_states: queries `[B, Lq, D]`.
+            hidden_states: queries `[B, Lq, D]` (may be None when `projected_query` is given).
             key_value: from [`project_key_value`], `[B, heads, S, head_dim]` each.
             attention_mask: additive float mask broadcastable to `[B, heads, Lq, S]`.
+            projected_query: the queries already through [`project_query`], `[B, heads, Lq, head_dim]`.
 
         Returns:
             `[B, Lq, D]`.
         """
-        batch, length, dim = hidden_states.shape
-        query = self._split_heads(self.q_proj(hidden_states))
+        query = projected_query if projected_query is not None else self.project_query(hidden_states)
+        batch, _, length, _ = query.shape
+        dim = self.num_heads * self.head_dim
         key, value = key_value
         if attention_mask is not None:
             attention_mask = attention_mask.to(query.dtype)
@@ -92,9 +99,13 @@ class CLIP4STRDecoderLayer(nn.Module):
         memory_key_value: tuple[torch.Tensor, torch.Tensor],
         self_mask: torch.Tensor | None = None,
         memory_mask: torch.Tensor | None = None,
+        self_query: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """One stream through self-attention (over the content), cross-attention (over the memory) and the MLP."""
-        stream = stream + self.dropout1(self.self_attn(stream_normed, self_key_value, self_mask))
+        """One stream through self-attention (over the content), cross-attention (over the memory) and the MLP.
+
+        `self_query` may hold the self-attention queries of `stream_normed`, already projected."""
+        attended = self.self_attn(stream_normed, self_key_value, self_mask, projected_query=self_query)
+        stream = stream + self.dropout1(attended)
         stream = stream + self.dropout2(self.cross_attn(self.norm1(stream), memory_key_value, memory_mask))
         hidden = self.linear2(self.dropout(F.gelu(self.linear1(self.norm2(stream)))))
         return stream + self.dropout3(hidden)
@@ -275,6 +286,10 @@ class CLIP4STRDecoder(nn.Module):
         ]
         token = torch.full((batch, 1), bos_token_id, dtype=torch.long, device=device)
         finished = torch.zeros(batch, dtype=torch.bool, device=device)
+        # The first layer's query stream enters as the bare position queries, so its self-attention queries are
+        # known before decoding starts: project all positions at once instead of one per step.
+        first = self.layers[0]
+        first_queries = first.self_attn.project_query(first.norm_q(self.pos_queries[:, :num_steps]))
         step_logits, step_ids = [], []
         last = len(self.layers) - 1
         for step in range(num_steps):
@@ -289,9 +304,15 @@ class CLIP4STRDecoder(nn.Module):
                 key_cache[:, :, step : step + 1] = keys
                 value_cache[:, :, step : step + 1] = values
                 self_key_value = (key_cache[:, :, : step + 1], value_cache[:, :, : step + 1])
-                new_query = layer.forward_stream(
-                    query, layer.norm_q(query), self_key_value, memory_key_values[index]
-                )
+                if index == 0:
+                    self_query = first_queries[:, :, step : step + 1].expand(batch, -1, -1, -1)
+                    new_query = layer.forward_stream(
+                        query, None, self_key_value, memory_key_values[index], self_query=self_query
+                    )
+                else:
+                    new_query = layer.forward_stream(
+                        query, layer.norm_q(query), self_key_value, memory_key_values[index]
+                    )
                 if index != last:
                     content = layer.forward_stream(content, content_normed, self_key_value, memory_key_values[index])
                 query = new_query

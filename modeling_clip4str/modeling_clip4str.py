@@ -77,6 +77,20 @@ class CLIP4STRGenerateOutput(ModelOutput):
     confidences: torch.FloatTensor | None = None
 
 
+@dataclass
+class _CaptionState:
+    """What the cross-modal memory of one pass was built from, so the next pass can reuse it.
+
+    texts: the captions; input_ids `[N, S]`; memory `[N, S, D]` (text memory); key_values: per text layer the
+    self-attention keys and values `[N, heads, S, head_dim]`.
+    """
+
+    texts: list[str]
+    input_ids: torch.LongTensor
+    memory: torch.FloatTensor
+    key_values: list[tuple[torch.Tensor, torch.Tensor]]
+
+
 class CLIP4STRPreTrainedModel(PreTrainedModel):
     config_class = CLIP4STRConfig
     config: CLIP4STRConfig
@@ -201,6 +215,62 @@ class CLIP4STRForSceneTextRecognition(CLIP4STRPreTrainedModel, GenerationMixin):
         with torch.set_grad_enabled(torch.is_grad_enabled() and not fully_frozen):
             hidden = self.text_model(input_ids=input_ids).last_hidden_state
         return self.text_projection(hidden)
+
+    def _text_tower_from(self, input_ids, start: int = 0, past=None):
+        """The text tower (inference only) over positions `start:` of `input_ids` `[N, S]`, given the keys and values
+        `past` of positions `< start` (the tower is causal, so those positions do not change).
+
+        Returns the text memory of positions `start:` `[N, S - start, D]` and every layer's keys and values of all
+        positions.
+        """
+        text = self.text_model
+        length = input_ids.shape[1]
+        positions = torch.arange(start, length, device=input_ids.device)
+        hidden = text.embeddings.token_embedding(input_ids[:, start:]) + text.embeddings.position_embedding(positions)
+        mask = None
+        if start > 0:  # query p (absolute position start + i) sees keys 0..p
+            mask = torch.ones(length - start, length, dtype=torch.bool, device=input_ids.device).tril(start)
+        key_values = []
+        for index, layer in enumerate(text.encoder.layers):
+            attention = layer.self_attn
+            normed = layer.layer_norm1(hidden)
+            shape = (hidden.shape[0], hidden.shape[1], attention.num_heads, attention.head_dim)
+            query = attention.q_proj(normed).view(shape).transpose(1, 2)
+            key = attention.k_proj(normed).view(shape).transpose(1, 2)
+            value = attention.v_proj(normed).view(shape).transpose(1, 2)
+            if past is not None:
+                key = torch.cat([past[index][0][:, :, :start], key], dim=2)
+                value = torch.cat([past[index][1][:, :, :start], value], dim=2)
+            key_values.append((key, value))
+            attended = F.scaled_dot_product_attention(
+                query, key, value, attn_mask=mask, is_causal=mask is None, scale=attention.scale
+            )
+            hidden = hidden + attention.out_proj(attended.transpose(1, 2).reshape(hidden.shape))
+            hidden = hidden + layer.mlp(layer.layer_norm2(hidden))
+        return self.text_projection(text.final_layer_norm(hidden)), key_values
+
+    def _caption_state(self, texts: list[str], device, previous: _CaptionState | None = None) -> _CaptionState:
+        """Text memory of captions. With the state of an earlier pass, only captions that changed are encoded, and
+        only from their first changed token on."""
+        input_ids = self.tokenize_captions(texts).to(device)
+        if previous is None:
+            memory, key_values = self._text_tower_from(input_ids)
+            return _CaptionState(texts, input_ids, memory, key_values)
+        changed = (input_ids != previous.input_ids).any(-1).nonzero().flatten()
+        if len(changed) == 0:
+            return previous
+        rows = input_ids[changed]
+        start = int((rows != previous.input_ids[changed]).int().argmax(-1).min())
+        past = [(key[changed], value[changed]) for key, value in previous.key_values]
+        tail, new_key_values = self._text_tower_from(rows, start, past)
+        memory = previous.memory.clone()
+        memory[changed, start:] = tail
+        key_values = []
+        for (key, value), (new_key, new_value) in zip(previous.key_values, new_key_values):
+            key, value = key.clone(), value.clone()
+            key[changed], value[changed] = new_key, new_value
+            key_values.append((key, value))
+        return _CaptionState(texts, input_ids, memory, key_values)
 
     def encode_captions(self, texts: list[str], device: torch.device, deduplicate: bool = False):
         """Text memory `[N, context_length, D]` of caption texts. With `deduplicate`, each distinct caption is encoded
@@ -332,22 +402,12 @@ class CLIP4STRForSceneTextRecognition(CLIP4STRPreTrainedModel, GenerationMixin):
         )
 
     # --- inference --------------------------------------------------------------------------------------------------
-    def _cross_memory(self, visual_logits, image_kv: MemoryKeyValues, previous=None):
-        """Cross-modal memory keys/values for the captions of `visual_logits`. `previous` (texts, text memory) of an
-        earlier pass lets unchanged captions skip the text tower."""
-        texts = self.caption_texts(visual_logits)
-        device = visual_logits.device
-        if previous is None:
-            text_memory = self.encode_captions(texts, device)
-        else:
-            old_texts, text_memory = previous
-            changed = [index for index, (new, old) in enumerate(zip(texts, old_texts)) if new != old]
-            if changed:
-                text_memory = text_memory.clone()
-                where = torch.tensor(changed, device=device)
-                text_memory[where] = self.encode_captions([texts[i] for i in changed], device)
-        memory_kv = self.cross_decoder.concat_key_values(image_kv, self.cross_decoder.memory_key_values(text_memory))
-        return memory_kv, (texts, text_memory)
+    def _cross_memory(self, visual_logits, image_kv: MemoryKeyValues, previous: _CaptionState | None = None):
+        """Cross-modal memory keys/values for the captions of `visual_logits`, and the caption state that lets a
+        later pass skip what did not change."""
+        state = self._caption_state(self.caption_texts(visual_logits), visual_logits.device, previous)
+        text_kv = self.cross_decoder.memory_key_values(state.memory)
+        return self.cross_decoder.concat_key_values(image_kv, text_kv), state
 
     def _predict(self, image_memory, refine_iters: int, decode_ar: bool):
         """Predict (visual), cross-check (cross-modal), refine. Returns (cross logits, visual logits)."""

@@ -148,3 +148,17 @@ def test_sequences_are_padded_after_the_end_token(caption_tokenizer):
     probabilities = output.logits.softmax(-1).amax(-1)
     assert torch.allclose(output.char_confidences, probabilities)
     assert ((output.confidences > 0) & (output.confidences <= 1)).all()
+
+
+def test_cached_text_tower_equals_the_transformers_text_model(caption_tokenizer):
+    model = make_model(caption_tokenizer, seed=9)
+    texts = ["hello", "", "riverside2024", "averyveryverylongwordindeedthatgetstruncated"]
+    with torch.no_grad():
+        expected = model.encode_text(model.tokenize_captions(texts))
+        state = model._caption_state(texts, torch.device("cpu"))
+        assert (state.memory - expected).abs().max() < 1e-5
+        # A later pass re-encodes only what changed, from the first changed token on, with the same result.
+        changed = ["hello", "x", "riverside2025", "averyveryverylongwordindeedthatgetstruncated"]
+        updated = model._caption_state(changed, torch.device("cpu"), previous=state)
+        assert (updated.memory - model.encode_text(model.tokenize_captions(changed))).abs().max() < 1e-5
+        assert model._caption_state(changed, torch.device("cpu"), previous=updated) is updated

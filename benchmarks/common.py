@@ -1,0 +1,89 @@
+"""Shared helpers of the benchmark scripts: model shapes with random weights, timing, machine description."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from modeling_clip4str import CLIP4STRConfig, CLIP4STRForSceneTextRecognition  # noqa: E402
+
+CLIP_TOKENIZER = REPO.parent / "shared" / "fixtures" / "reference-tiny" / "clip_tokenizer"
+
+
+def small_config(**overrides) -> CLIP4STRConfig:
+    """A small shape: 4-layer, 256-wide towers at 224x224, patch 16, D = 256, decoder heads 8."""
+    tower = dict(hidden_size=256, intermediate_size=1024, num_hidden_layers=4, num_attention_heads=4,
+                 hidden_act="quick_gelu")
+    return CLIP4STRConfig(
+        vision_config=dict(tower, image_size=224, patch_size=16),
+        text_config=dict(tower, vocab_size=49408, max_position_embeddings=77),
+        projection_dim=256,
+        **overrides,
+    )
+
+
+def build_model(shape: str, **overrides) -> CLIP4STRForSceneTextRecognition:
+    """Random weights (seeded) of a released shape ("b16") or the small one."""
+    torch.manual_seed(0)
+    config = CLIP4STRConfig.from_preset("clip4str-b16", **overrides) if shape == "b16" else small_config(**overrides)
+    model = CLIP4STRForSceneTextRecognition(config)
+    tokenizer_dir = os.environ.get("CLIP4STR_CLIP_TOKENIZER", str(CLIP_TOKENIZER))
+    from transformers import CLIPTokenizer
+
+    model.set_caption_tokenizer(CLIPTokenizer.from_pretrained(tokenizer_dir))
+    return model
+
+
+def force_length(model: CLIP4STRForSceneTextRecognition, num_chars: int | None) -> None:
+    """Make both decoders predict `[E]` exactly at position `num_chars` (None: never, so all 26 steps run).
+
+    Random weights end words at random places; the benchmark needs a known length. The head's `[E]` row reads one
+    feature that the position queries of positions >= num_chars set very high.
+    """
+    eos = model.config.eos_token_id
+    with torch.no_grad():
+        for decoder in (model.visual_decoder, model.cross_decoder):
+            decoder.head.weight[eos].zero_()
+            decoder.head.bias[eos] = -1e4
+            if num_chars is not None:
+                decoder.head.weight[eos, 0] = 1e3
+                decoder.norm.weight[0] = 1.0
+                decoder.norm.bias[0] = 0.0
+                decoder.pos_queries[:, num_chars:, 0] = 1e4
+                decoder.head.bias[eos] = 0.0
+
+
+def median_seconds(function, repeats: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        function()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def describe_machine(device: str) -> str:
+    parts = [platform.processor() or platform.machine(), f"{os.cpu_count()} logical CPUs",
+             f"torch {torch.__version__}", f"{torch.get_num_threads()} threads"]
+    if device == "cuda" and torch.cuda.is_available():
+        parts.insert(0, torch.cuda.get_device_name())
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    parts[0] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return ", ".join(parts)

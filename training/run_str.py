@@ -1,0 +1,294 @@
+#!/usr/bin/env python
+"""Train or fine-tune CLIP4STR with the Hugging Face Trainer.
+
+One process:
+    python training/run_str.py --clip_model_name_or_path openai/clip-vit-base-patch16 \
+        --train_datasets DATA/train/real --eval_datasets DATA/val --output_dir out/clip4str-b16 ...
+Several GPUs or machines (DDP, FSDP or DeepSpeed, as `accelerate config` says):
+    accelerate launch training/run_str.py ...
+All arguments can also come from one JSON or YAML file: `python training/run_str.py args.yaml`.
+
+Start from a CLIP (`--clip_model_name_or_path`, fresh decoders) or from a CLIP4STR (`--model_name_or_path`,
+fine-tuning). Training data: Hub datasets (streamed), local parquet / arrow / imagefolder directories, and LMDB
+directories or trees of them, interleaved with `--train_weights`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+
+# Make `training.*` importable when this file is run as a script from a clone.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import datasets  # noqa: E402
+import torch  # noqa: E402
+import transformers  # noqa: E402
+from transformers import AutoModel, AutoProcessor, HfArgumentParser, Seq2SeqTrainingArguments, set_seed  # noqa: E402
+from transformers.trainer_utils import get_last_checkpoint  # noqa: E402
+
+import modeling_clip4str  # noqa: E402,F401  (registers the Auto classes)
+from modeling_clip4str import (  # noqa: E402
+    CHARSET_36,
+    CHARSET_94,
+    CLIP4STRForSceneTextRecognition,
+    CLIP4STRImageProcessor,
+    CLIP4STRProcessor,
+    CLIP4STRTokenizer,
+)
+from training.data import STRDataCollator, build_train_dataset, load_str_dataset, LabelPreprocessor  # noqa: E402
+from training.trainer import CLIP4STRTrainer, DataStatsCallback  # noqa: E402
+
+logger = logging.getLogger("run_str")
+
+
+@dataclass
+class ModelArguments:
+    """Where the model comes from, and the CLIP4STR settings of a new one."""
+
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "A CLIP4STR directory or Hub id to fine-tune."}
+    )
+    clip_model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "A Hugging Face CLIP checkpoint to start a new CLIP4STR from, e.g. openai/clip-vit-base-patch16."},
+    )
+    charset: str | None = field(
+        default=None, metadata={"help": "Characters a new model reads, in id order (default: the 94 ASCII of the releases)."}
+    )
+    caption_charset: str | None = field(default=None, metadata={"help": "Characters kept in captions (default: 36)."})
+    max_label_length: int | None = field(default=None, metadata={"help": "Longest word (default 25)."})
+    decoder_num_heads: int | None = field(default=None, metadata={"help": "Decoder heads (default 8)."})
+    decoder_num_layers: int | None = field(default=None, metadata={"help": "Decoder layers (default 1)."})
+    decoder_dropout: float | None = field(default=None, metadata={"help": "Decoder dropout (default 0.1)."})
+    num_frozen_text_layers: int | None = field(
+        default=None, metadata={"help": "Frozen text-tower layers (with its embeddings); -1 freezes nothing (default 6)."}
+    )
+    perm_num: int | None = field(default=None, metadata={"help": "Permutations per batch (default 6)."})
+    refine_iters: int | None = field(default=None, metadata={"help": "Refinement passes at evaluation (default 1)."})
+    cross_loss_weight: float | None = field(default=None, metadata={"help": "Cross-modal loss weight (default 1)."})
+    image_size: int | None = field(
+        default=None, metadata={"help": "Input size of the processor (default: the vision tower's image_size)."}
+    )
+    cache_dir: str | None = field(default=None, metadata={"help": "Where downloaded models and datasets are cached."})
+    revision: str = field(default="main", metadata={"help": "Model revision (branch, tag or commit)."})
+    token: str | None = field(default=None, metadata={"help": "Hub token for private models and datasets."})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Allow model code from the Hub."})
+
+    def config_overrides(self) -> dict:
+        names = ("charset", "caption_charset", "max_label_length", "decoder_num_heads", "decoder_num_layers",
+                 "decoder_dropout", "num_frozen_text_layers", "perm_num", "refine_iters", "cross_loss_weight")
+        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
+
+
+@dataclass
+class DataArguments:
+    """What to train and evaluate on."""
+
+    train_datasets: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Training sources: Hub dataset ids, parquet/arrow/imagefolder dirs, LMDB dirs or trees."},
+    )
+    train_weights: list[float] | None = field(
+        default=None, metadata={"help": "Sampling weight of each training source (default: equal)."}
+    )
+    eval_datasets: list[str] = field(default_factory=list, metadata={"help": "Validation sources (same kinds)."})
+    train_split: str = field(default="train", metadata={"help": "Split of Hub/local datasets used for training."})
+    eval_split: str = field(default="validation", metadata={"help": "Split of Hub/local datasets used for validation."})
+    image_column: str = field(default="image", metadata={"help": "Image column of the datasets."})
+    text_column: str = field(default="text", metadata={"help": "Label column of the datasets."})
+    streaming: bool = field(default=True, metadata={"help": "Stream training data instead of downloading it whole."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate on at most this many samples."})
+    augment: bool = field(default=True, metadata={"help": "RandAugment-style augmentation of training images."})
+    remove_whitespace: bool = field(default=True, metadata={"help": "Remove whitespace from labels."})
+    normalize_unicode: bool | None = field(
+        default=None, metadata={"help": "NFKD-fold labels to ASCII (default: only for ASCII charsets)."}
+    )
+    shuffle_buffer_size: int = field(default=10_000, metadata={"help": "Shuffle buffer of streamed training data."})
+
+
+@dataclass
+class STRTrainingArguments(Seq2SeqTrainingArguments):
+    """`Seq2SeqTrainingArguments` with the released CLIP4STR recipe as defaults."""
+
+    learning_rate: float = field(default=8.4e-5, metadata={"help": "Base learning rate of the CLIP towers."})
+    decoder_lr_multiplier: float = field(default=19.0, metadata={"help": "Decoders learn this many times faster."})
+    scale_lr_by_batch: bool = field(
+        default=True, metadata={"help": "Multiply learning rates by total batch / 512, as the released recipe does."}
+    )
+    one_cycle: bool = field(default=True, metadata={"help": "One-cycle schedule (warm-up = warmup_ratio)."})
+    weight_decay: float = field(default=0.2, metadata={"help": "AdamW weight decay (not on gains, biases, embeddings)."})
+    adam_beta2: float = field(default=0.98, metadata={"help": "AdamW beta2."})
+    adam_epsilon: float = field(default=1e-6, metadata={"help": "AdamW epsilon."})
+    max_grad_norm: float = field(default=20.0, metadata={"help": "Gradient clipping."})
+    warmup_ratio: float = field(default=0.075, metadata={"help": "Share of steps spent warming up."})
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep raw columns for the collator."})
+    predict_with_generate: bool = field(default=True, metadata={"help": "Evaluate with generate."})
+    report_to: str | list[str] = field(default="none", metadata={"help": "Loggers to report to."})
+
+
+def parse_arguments():
+    parser = HfArgumentParser((ModelArguments, DataArguments, STRTrainingArguments))
+    if len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
+        return parser.parse_json_file(os.path.abspath(sys.argv[1]))
+    if len(sys.argv) == 2 and sys.argv[1].endswith((".yaml", ".yml")):
+        return parser.parse_yaml_file(os.path.abspath(sys.argv[1]))
+    return parser.parse_args_into_dataclasses()
+
+
+def load_model_and_processor(model_args: ModelArguments):
+    hub = {"cache_dir": model_args.cache_dir, "revision": model_args.revision, "token": model_args.token}
+    if bool(model_args.model_name_or_path) == bool(model_args.clip_model_name_or_path):
+        raise ValueError("Give exactly one of --model_name_or_path (fine-tune) or --clip_model_name_or_path (new model).")
+    if model_args.model_name_or_path:
+        model = AutoModel.from_pretrained(
+            model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code, **hub
+        )
+        processor = AutoProcessor.from_pretrained(
+            model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code, **hub
+        )
+        # Settings that may change when fine-tuning (those that change the weights' shapes may not).
+        for name, value in model_args.config_overrides().items():
+            if name in ("charset", "max_label_length", "decoder_num_heads", "decoder_num_layers"):
+                if getattr(model.config, name) != value:
+                    raise ValueError(f"--{name} cannot change when fine-tuning (the weights depend on it).")
+            setattr(model.config, name, value)
+        model.freeze_text_layers(model.config.num_frozen_text_layers)
+        return model, processor
+
+    overrides = model_args.config_overrides()
+    overrides.setdefault("charset", CHARSET_94)
+    overrides.setdefault("caption_charset", CHARSET_36)
+    model = CLIP4STRForSceneTextRecognition.from_clip(model_args.clip_model_name_or_path, **overrides, **hub)
+    size = model_args.image_size or model.config.vision_config.image_size
+    processor = CLIP4STRProcessor(
+        image_processor=CLIP4STRImageProcessor(size={"height": size, "width": size}),
+        tokenizer=CLIP4STRTokenizer(charset=model.config.charset),
+        caption_tokenizer=model.caption_tokenizer,
+    )
+    return model, processor
+
+
+def main():
+    model_args, data_args, training_args = parse_arguments()
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
+        datefmt="%m/%d/%Y %H:%M:%S",
+        handlers=[logging.StreamHandler(sys.stdout)],
+    )
+    level = training_args.get_process_log_level()
+    logger.setLevel(level)
+    datasets.utils.logging.set_verbosity(level)
+    transformers.utils.logging.set_verbosity(level)
+    if not data_args.train_datasets and training_args.do_train is not False:
+        raise ValueError("Give at least one --train_datasets source.")
+    if training_args.max_steps <= 0 and data_args.streaming:
+        raise ValueError("Streamed training data has no length: give --max_steps.")
+    set_seed(training_args.seed)
+
+    last_checkpoint = None
+    if os.path.isdir(training_args.output_dir) and not training_args.overwrite_output_dir:
+        last_checkpoint = get_last_checkpoint(training_args.output_dir)
+        if last_checkpoint is not None and training_args.resume_from_checkpoint is None:
+            logger.info(f"Resuming from {last_checkpoint}.")
+
+    model, processor = load_model_and_processor(model_args)
+    config = model.config
+    logger.info(
+        f"CLIP4STR: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, "
+        f"{sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6:.1f}M trained; "
+        f"{len(config.charset)} characters, max {config.max_label_length}."
+    )
+
+    label_options = dict(
+        max_label_length=config.max_label_length,
+        remove_whitespace=data_args.remove_whitespace,
+        normalize_unicode=data_args.normalize_unicode,
+    )
+    train_dataset = build_train_dataset(
+        data_args.train_datasets,
+        weights=data_args.train_weights,
+        charset=config.charset,
+        image_column=data_args.image_column,
+        text_column=data_args.text_column,
+        split=data_args.train_split,
+        streaming=data_args.streaming,
+        seed=training_args.seed,
+        shuffle_buffer_size=data_args.shuffle_buffer_size,
+        **label_options,
+    )
+    eval_dataset = None
+    if data_args.eval_datasets:
+        eval_dataset = build_train_dataset(
+            data_args.eval_datasets,
+            charset=config.charset,
+            image_column=data_args.image_column,
+            text_column=data_args.text_column,
+            split=data_args.eval_split,
+            streaming=False,
+            seed=training_args.seed,
+            max_samples=data_args.max_eval_samples,
+            **label_options,
+        )
+
+    augment = None
+    if data_args.augment:
+        from training.augment import RandAugmentSTR
+
+        augment = RandAugmentSTR(num_ops=3, magnitude=5)
+    train_collator = STRDataCollator(processor, augment=augment, max_label_length=config.max_label_length)
+    eval_collator = STRDataCollator(processor, augment=None, max_label_length=config.max_label_length)
+
+    from training.protocol import compute_str_metrics
+
+    def compute_metrics(prediction):
+        predictions = _decode(processor, prediction.predictions)
+        references = _decode(processor, prediction.label_ids)
+        metrics = compute_str_metrics(predictions, references, charset=config.charset)
+        return {"word_accuracy": metrics["accuracy"], "one_minus_ned": metrics["one_minus_ned"]}
+
+    trainer = CLIP4STRTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        data_collator=train_collator,
+        eval_data_collator=eval_collator,
+        processing_class=processor,
+        compute_metrics=compute_metrics if eval_dataset is not None else None,
+        callbacks=[DataStatsCallback(train_collator)],
+    )
+
+    if training_args.do_train or not training_args.do_eval:
+        checkpoint = training_args.resume_from_checkpoint or last_checkpoint
+        result = trainer.train(resume_from_checkpoint=checkpoint)
+        trainer.save_model()
+        trainer.log_metrics("train", result.metrics)
+        trainer.save_metrics("train", result.metrics)
+        trainer.save_state()
+    if eval_dataset is not None and (training_args.do_eval or training_args.eval_strategy != "no"):
+        metrics = trainer.evaluate()
+        trainer.log_metrics("eval", metrics)
+        trainer.save_metrics("eval", metrics)
+    if training_args.push_to_hub:
+        trainer.push_to_hub(
+            commit_message="CLIP4STR trained with training/run_str.py",
+            tags=["scene-text-recognition", "clip4str"],
+        )
+    if training_args.should_save:
+        with open(os.path.join(training_args.output_dir, "run_str_args.json"), "w") as handle:
+            json.dump({"model": vars(model_args), "data": vars(data_args)}, handle, indent=2, default=str)
+
+
+def _decode(processor, ids) -> list[str]:
+    """Texts of id rows padded with -100 (Trainer's padding across batches) or [P]."""
+    ids = torch.as_tensor(ids)
+    ids = ids.masked_fill(ids < 0, processor.tokenizer.pad_token_id)
+    return processor.batch_decode(ids)
+
+
+if __name__ == "__main__":
+    main()

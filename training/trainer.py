@@ -1,0 +1,143 @@
+"""The Trainer pieces CLIP4STR needs: its optimiser groups, the one-cycle schedule, generate-based evaluation."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+from torch.utils.data import DataLoader
+from transformers import Seq2SeqTrainer, TrainerCallback
+from transformers.trainer_pt_utils import nested_detach
+
+# Parameters the reference never decays: gains, biases and other vectors, and the decoders' token embeddings and
+# position queries.
+_NO_DECAY_NAME_PARTS = ("bias", "logit_scale", "pos_queries", "token_embedding")
+_DECODER_PREFIXES = ("visual_decoder.", "cross_decoder.")
+
+
+def is_decoder_parameter(name: str) -> bool:
+    return name.startswith(_DECODER_PREFIXES)
+
+
+def skips_weight_decay(name: str, parameter: torch.nn.Parameter) -> bool:
+    if parameter.ndim < 2:
+        return True
+    if is_decoder_parameter(name):
+        return any(part in name for part in _NO_DECAY_NAME_PARTS)
+    return "logit_scale" in name
+
+
+def clip4str_parameter_groups(model, learning_rate: float, weight_decay: float, decoder_lr_multiplier: float):
+    """Four AdamW groups as in the released recipe: CLIP towers and decoders, each with and without weight decay;
+    the decoders learn `decoder_lr_multiplier` times faster. Frozen parameters are left out."""
+    groups = {
+        ("towers", True): [],
+        ("towers", False): [],
+        ("decoders", True): [],
+        ("decoders", False): [],
+    }
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        part = "decoders" if is_decoder_parameter(name) else "towers"
+        groups[(part, not skips_weight_decay(name, parameter))].append(parameter)
+    result = []
+    for (part, decays), parameters in groups.items():
+        if not parameters:
+            continue
+        lr = learning_rate * (decoder_lr_multiplier if part == "decoders" else 1.0)
+        result.append({"params": parameters, "lr": lr, "weight_decay": weight_decay if decays else 0.0,
+                       "name": f"{part}{'' if decays else '_no_decay'}"})
+    return result
+
+
+def scaled_learning_rate(args) -> float:
+    """`args.learning_rate` x total batch / 512 when `args.scale_lr_by_batch` (the released recipe's rule), else as
+    given."""
+    if not getattr(args, "scale_lr_by_batch", False):
+        return args.learning_rate
+    total_batch = args.per_device_train_batch_size * args.gradient_accumulation_steps * max(1, args.world_size)
+    return args.learning_rate * total_batch / 512
+
+
+class CLIP4STRTrainer(Seq2SeqTrainer):
+    """`Seq2SeqTrainer` with CLIP4STR's optimiser and schedule, and evaluation by `generate`.
+
+    Predictions are the generated ids (`[P]` after `[E]`); `compute_metrics` receives them with the label ids.
+    `eval_data_collator` (no augmentation) is used for evaluation, `data_collator` for training.
+    """
+
+    def __init__(self, *args, eval_data_collator=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.eval_data_collator = eval_data_collator or self.data_collator
+
+    # --- optimisation -------------------------------------------------------------------------------------------------
+    def create_optimizer(self, model=None):
+        if self.optimizer is None:
+            args = self.args
+            model = model if model is not None else self.model
+            groups = clip4str_parameter_groups(
+                model, scaled_learning_rate(args), args.weight_decay, args.decoder_lr_multiplier
+            )
+            self.optimizer = torch.optim.AdamW(
+                groups, betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon
+            )
+        return self.optimizer
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        if self.lr_scheduler is None and getattr(self.args, "one_cycle", False):
+            optimizer = optimizer if optimizer is not None else self.optimizer
+            self.lr_scheduler = torch.optim.lr_scheduler.OneCycleLR(
+                optimizer,
+                max_lr=[group["lr"] for group in optimizer.param_groups],
+                total_steps=max(1, num_training_steps),
+                pct_start=self.args.warmup_ratio if self.args.warmup_ratio else 0.075,
+                cycle_momentum=False,
+            )
+            self._created_lr_scheduler = True
+            return self.lr_scheduler
+        return super().create_scheduler(num_training_steps, optimizer)
+
+    # --- evaluation ---------------------------------------------------------------------------------------------------
+    def get_eval_dataloader(self, eval_dataset=None) -> DataLoader:
+        training_collator = self.data_collator
+        self.data_collator = self.eval_data_collator
+        try:
+            return super().get_eval_dataloader(eval_dataset)
+        finally:
+            self.data_collator = training_collator
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None, **gen_kwargs):
+        """Generated ids as predictions (no loss: the training loss samples random orders and would be noise)."""
+        inputs = self._prepare_inputs(inputs)
+        labels = inputs.get("labels")
+        if prediction_loss_only:
+            return None, None, None
+        unwrapped = self.accelerator.unwrap_model(model)
+        with torch.no_grad():
+            sequences = unwrapped.generate(pixel_values=inputs["pixel_values"])
+        return None, nested_detach(sequences), labels
+
+
+class DataStatsCallback(TrainerCallback):
+    """Adds the collator's skip counts (undecodable images, dropped labels) to the training logs."""
+
+    def __init__(self, collator):
+        self.collator = collator
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        stats = getattr(self.collator, "stats", None)
+        if logs is not None and stats:
+            for reason, count in stats.items():
+                logs[f"data/{reason}"] = count
+
+
+def steps_for_epochs(num_samples: int, epochs: float, args) -> int:
+    """Optimiser steps for `epochs` passes over `num_samples` (streamed data has no length of its own)."""
+    per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * max(1, args.world_size)
+    return max(1, math.ceil(num_samples * epochs / per_step))
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
