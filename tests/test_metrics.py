@@ -1,4 +1,4 @@
-"""The STR comparison protocol (`training/protocol.py`) and the `str_accuracy` evaluate metric, on hand-computed cases."""
+"""The STR comparison protocol (`training/protocol.py`) and the `str_accuracy` evaluate metric, on hand-made cases."""
 
 from __future__ import annotations
 

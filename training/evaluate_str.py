@@ -1,0 +1,655 @@
+#!/usr/bin/env python
+"""Score a CLIP4STR model on scene text recognition benchmarks and print the usual STR results table.
+
+    python training/evaluate_str.py --model OUTPUT_DIR_OR_HUB_ID --data data/test
+    python training/evaluate_str.py --model MODEL --data data/test --datasets IIIT5k SVT CUTE80 --cased --punctuation \
+        --output-json results.json --output-markdown results.md
+
+`--data` takes LMDB directories or trees of them in the STR community layout (one directory per benchmark, each with
+`data.mdb`), or, with `--data-source hub`, Hub datasets / local parquet or imagefolder datasets with an image and a
+text column (`NAME=SOURCE` names one explicitly).
+
+Scoring follows the reference test protocol: labels have their whitespace removed and are folded to ASCII (Unicode
+NFKD), labels longer than the model's `max_label_length` are left out, then prediction and label are compared on the
+36 lowercase alphanumerics (`--cased`: 62 characters, `--punctuation`: plus the 32 ASCII punctuation characters).
+Samples that cannot be scored are counted per dataset with the reason; nothing is dropped silently.
+
+From Python (e.g. at the end of training), call [`evaluate_model`] with `{name: iterable of (image, text)}`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import string
+import sys
+import time
+from collections import Counter, deque
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
+from pathlib import Path
+
+# Make `training.*` importable when this file is run as a script from a clone.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch  # noqa: E402
+import transformers  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
+
+from training.data import (  # noqa: E402
+    LabelPreprocessor,
+    LmdbDataset,
+    STRExampleFilter,
+    find_lmdb_dirs,
+    load_str_dataset,
+)
+from training.protocol import STRScoreAccumulator, normalize_for_protocol, protocol_charset  # noqa: E402
+
+logger = logging.getLogger("evaluate_str")
+
+STANDARD_BENCHMARKS = (
+    "IIIT5k", "SVT", "IC13_857", "IC13_1015", "IC15_1811", "IC15_2077", "SVTP", "CUTE80", "COCOv1.4", "ArT", "Uber",
+)
+"""The usual benchmark directory names, in the order tables list them (other datasets follow, by name)."""
+
+# Why a sample is not scored: the reasons of `training.data` (so training logs and test reports use the same words),
+# plus failures to read a record at all. Keys of the per-dataset `skipped` counts, with their descriptions.
+SKIP_REASONS = {
+    "not_a_string": "no label",
+    "missing_label": "no label",
+    "undecodable_label": "label not UTF-8",
+    "too_long": "label too long",
+    "empty_after_filtering": "label empty under the protocol",
+    "missing_image": "no image",
+    "undecodable_image": "unreadable image",
+    "unreadable_record": "unreadable record",
+}
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Records
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _split_record(record) -> tuple[object, object]:
+    """(image, text) of a record given as a pair or as a mapping with "image" and "text"."""
+    if isinstance(record, Mapping):
+        return record.get("image"), record.get("text")
+    if isinstance(record, (tuple, list)) and len(record) == 2:
+        return record[0], record[1]
+    raise TypeError(
+        f"Dataset items must be (image, text) pairs or mappings with 'image' and 'text', got {type(record).__name__}."
+    )
+
+
+def _iterate_records(dataset, max_samples: int | None):
+    """Yield `(record, error)` pairs; map-style datasets are read by index so that one bad record is skippable."""
+    if hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__") and not isinstance(dataset, Mapping):
+        total = len(dataset) if max_samples is None else min(len(dataset), max_samples)
+        for index in range(total):
+            try:
+                yield dataset[index], None
+            except (KeyError, OSError, ValueError, UnicodeDecodeError) as error:  # a broken record, not a bug
+                yield None, error
+    else:
+        yield from ((record, None) for record in islice(dataset, max_samples))
+
+
+def _dataset_length(dataset, max_samples: int | None) -> int | None:
+    try:
+        length = len(dataset)
+    except TypeError:
+        return max_samples
+    return length if max_samples is None else min(length, max_samples)
+
+
+def _prefetch(function, items: Iterable, num_workers: int, lookahead: int):
+    """`map(function, items)` in order, computed up to `lookahead` items ahead by `num_workers` threads.
+
+    Decoding and resizing images (PIL releases the GIL for most of it) then overlaps with `generate`; the bounded
+    look-ahead keeps memory flat on large test sets. `num_workers=0` maps in the calling thread.
+    """
+    if num_workers == 0:
+        yield from map(function, items)
+        return
+    with ThreadPoolExecutor(max_workers=num_workers) as pool:
+        pending = deque()
+        for item in items:
+            pending.append(pool.submit(function, item))
+            if len(pending) >= lookahead:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Scoring
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _summary(scores: STRScoreAccumulator) -> dict:
+    result = scores.compute()
+    result.setdefault("mean_confidence", None)
+    return result
+
+
+@torch.inference_mode()
+def evaluate_model(
+    model,
+    processor,
+    datasets: Mapping[str, Iterable],
+    *,
+    charset: str | None = None,
+    cased: bool = False,
+    punctuation: bool = False,
+    batch_size: int = 64,
+    refine_iters: int | None = None,
+    max_label_length: int | None = -1,
+    max_samples: int | None = None,
+    remove_whitespace: bool = True,
+    normalize_unicode: bool | None = None,
+    device: str | torch.device | None = None,
+    num_workers: int = 4,
+    show_progress: bool = True,
+) -> dict:
+    """Read every image of every dataset with `model.generate` and score the texts under the benchmark protocol.
+
+    Args:
+        model: a CLIP4STR model, or any model whose
+            `generate(pixel_values=..., refine_iters=..., return_dict_in_generate=True)` output works with
+            `processor.batch_decode(..., return_confidences=True)`.
+        processor: its processor.
+        datasets: `{name: iterable}` where each item is an `(image, text)` pair or a mapping with `"image"` and
+            `"text"`. Images may be encoded bytes (as stored in LMDB), paths, PIL images, `datasets` image dicts,
+            arrays or tensors. Map-style datasets (with `len` and indexing) are read by index. A dataset's `counts`
+            (as [`~training.data.LmdbDataset`] keeps of records it dropped when opened) are reported as skipped.
+        charset, cased, punctuation: the comparison protocol (default: 36 lowercase alphanumerics).
+        batch_size: images per `generate` call.
+        refine_iters: refinement passes (default: the model's `config.refine_iters`).
+        max_label_length: labels longer than this (after whitespace removal and NFKD, before the charset filter)
+            are skipped, as in the reference; `-1` (default) means the model's `config.max_label_length`, `None`
+            keeps every length.
+        max_samples: read at most this many records of each dataset (quick checks).
+        remove_whitespace, normalize_unicode: the label clean-up of the reference: whitespace removal (default on)
+            and NFKD folding to ASCII (default: on for an ASCII comparison charset).
+        device: move the model there first (default: leave it where it is).
+        num_workers: threads decoding and preprocessing images ahead of the model (0: in the calling thread).
+        show_progress: a tqdm bar per dataset.
+
+    Returns:
+        A dict with
+        - `datasets`: per name, `num_samples` (scored), `accuracy`, `one_minus_ned`, `mean_confidence`,
+          `mean_label_length` (fractions in [0, 1]; `None` when nothing was scored), `num_records` (read),
+          `num_skipped`, `skipped` (`{reason: count}`, reasons as in `SKIP_REASONS`) and `seconds`;
+        - `combined`: the same scores over all samples of all datasets (sample-weighted);
+        - `mean`: the arithmetic mean of each score over the datasets with at least one scored sample, and
+          `num_datasets`;
+        - `protocol`: the options used.
+    """
+    if not isinstance(datasets, Mapping):
+        raise TypeError("`datasets` must map names to iterables of (image, text), e.g. {'IIIT5k': dataset}.")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+    if max_samples is not None and max_samples < 1:
+        raise ValueError(f"max_samples must be at least 1, got {max_samples}.")
+    if num_workers < 0:
+        raise ValueError(f"num_workers must be >= 0, got {num_workers}.")
+    charset = protocol_charset(charset, cased, punctuation)
+    if max_label_length == -1:
+        max_label_length = getattr(model.config, "max_label_length", None)
+    model_charset = getattr(model.config, "charset", None)
+    if model_charset is not None:
+        unreadable = sorted(set(charset) - set(normalize_for_protocol(model_charset, charset)))
+        if unreadable:
+            logger.warning(
+                "The comparison charset has characters the model cannot produce (%s): labels holding them cannot "
+                "be matched.", "".join(unreadable),
+            )
+    if device is not None:
+        model.to(device)
+    model.eval()
+    model_device = next(model.parameters()).device
+    model_dtype = next(model.parameters()).dtype
+
+    # The reference's test-time label clean-up and the image decoding of training.data, so that a sample is skipped
+    # for the same reasons (and under the same names) in training and in evaluation.
+    example_filter = STRExampleFilter(
+        LabelPreprocessor(
+            charset,
+            max_label_length=sys.maxsize if max_label_length is None else max_label_length,
+            remove_whitespace=remove_whitespace,
+            normalize_unicode=normalize_unicode,
+        )
+    )
+
+    def prepare(item) -> tuple[torch.Tensor | None, str | None, str | None]:
+        """(pixel_values, label, None) for a sample to score, (None, None, reason) for one to skip."""
+        record, error = item
+        if error is not None:
+            logger.debug("Unreadable record: %s", error)
+            return None, None, "unreadable_record"
+        image, text = _split_record(record)
+        example, reason = example_filter.process({"image": image, "text": text})
+        if example is None:
+            return None, None, reason
+        try:
+            pixel_values = processor(images=example["image"], return_tensors="pt")["pixel_values"][0]
+        except (ValueError, TypeError, OSError) as error:  # e.g. an image too small or odd for the processor
+            logger.debug("Image of label %r not processable: %s", text, error)
+            return None, None, "undecodable_image"
+        return pixel_values, example["text"], None
+
+    results = {}
+    combined = STRScoreAccumulator(charset)
+    for name, dataset in datasets.items():
+        scores = STRScoreAccumulator(charset)
+        skipped = Counter()
+        num_records = 0
+        if max_samples is None:
+            # Records the dataset itself left out when it was opened (e.g. LMDB entries without a label).
+            dropped = {reason: n for reason, n in getattr(dataset, "counts", {}).items() if reason != "kept" and n}
+            skipped.update(dropped)
+            num_records += sum(dropped.values())
+        start = time.perf_counter()
+        pixel_batch, label_batch = [], []
+
+        def read_batch():
+            pixel_values = torch.stack(pixel_batch).to(model_device, model_dtype)
+            output = model.generate(pixel_values=pixel_values, refine_iters=refine_iters, return_dict_in_generate=True)
+            decoded = processor.batch_decode(output, return_confidences=True)
+            # A product of float32 probabilities can land a rounding error above 1.
+            confidences = [min(1.0, max(0.0, float(value))) for value in decoded["confidences"]]
+            scores.update(decoded["texts"], label_batch, confidences)
+            pixel_batch.clear()
+            label_batch.clear()
+
+        progress = tqdm(
+            total=_dataset_length(dataset, max_samples), desc=str(name), unit="img", disable=not show_progress,
+            dynamic_ncols=True,
+        )
+        records = _iterate_records(dataset, max_samples)
+        for pixel_values, label, reason in _prefetch(prepare, records, num_workers, lookahead=2 * batch_size):
+            num_records += 1
+            progress.update(1)
+            if reason is not None:
+                skipped[reason] += 1
+                continue
+            pixel_batch.append(pixel_values)
+            label_batch.append(label)
+            if len(pixel_batch) == batch_size:
+                read_batch()
+        if pixel_batch:
+            read_batch()
+        progress.close()
+
+        combined.merge(scores)
+        results[name] = {
+            **_summary(scores),
+            "num_records": num_records,
+            "num_skipped": sum(skipped.values()),
+            "skipped": dict(sorted(skipped.items())),
+            "seconds": time.perf_counter() - start,
+        }
+        if skipped:
+            logger.info("%s: skipped %s", name, ", ".join(f"{count} ({reason})" for reason, count in skipped.items()))
+
+    scored = [result for result in results.values() if result["num_samples"]]
+    mean = {"num_datasets": len(scored)}
+    for key in ("accuracy", "one_minus_ned", "mean_confidence", "mean_label_length"):
+        values = [result[key] for result in scored]
+        mean[key] = math.fsum(values) / len(values) if values and None not in values else None
+    return {
+        "datasets": results,
+        "combined": {
+            **_summary(combined),
+            "num_skipped": sum(result["num_skipped"] for result in results.values()),
+            "seconds": sum(result["seconds"] for result in results.values()),
+        },
+        "mean": mean,
+        "protocol": {
+            "charset": charset,
+            "cased": cased,
+            "punctuation": punctuation,
+            "max_label_length": max_label_length,
+            "remove_whitespace": remove_whitespace,
+            "normalize_unicode": "NFKD" if example_filter.label_preprocessor.normalize_unicode else None,
+            "refine_iters": refine_iters if refine_iters is not None else getattr(model.config, "refine_iters", None),
+        },
+    }
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Tables
+# --------------------------------------------------------------------------------------------------------------------
+
+TABLE_HEADER = ("Dataset", "# samples", "Accuracy (%)", "1 - NED (%)", "Confidence (%)", "Label length")
+
+
+def _table_row(name: str, result: dict, num_samples) -> list[str]:
+    def percent(value):
+        return "-" if value is None else f"{100 * value:.2f}"
+
+    length = result.get("mean_label_length")
+    return [
+        name,
+        str(num_samples),
+        percent(result.get("accuracy")),
+        percent(result.get("one_minus_ned")),
+        percent(result.get("mean_confidence")),
+        "-" if length is None else f"{length:.2f}",
+    ]
+
+
+def format_results_table(results: dict) -> str:
+    """The results of [`evaluate_model`] as a Markdown table, one row per dataset and two combined rows.
+
+    "Combined" weighs every sample equally (the reference's combined row); "Mean of datasets" is the arithmetic mean
+    of the per-dataset values, each dataset counting once.
+    """
+    rows = [_table_row(name, result, result["num_samples"]) for name, result in results["datasets"].items()]
+    combined = results["combined"]
+    rows.append(_table_row("Combined (weighted)", combined, combined["num_samples"]))
+    rows.append(_table_row("Mean of datasets", results["mean"], f"{results['mean']['num_datasets']} sets"))
+    widths = [max(len(row[column]) for row in [TABLE_HEADER, *rows]) for column in range(len(TABLE_HEADER))]
+
+    def line(cells):
+        padded = [cell.ljust(width) if column == 0 else cell.rjust(width) for column, (cell, width) in
+                  enumerate(zip(cells, widths))]
+        return "| " + " | ".join(padded) + " |"
+
+    rule = "|" + "|".join([":" + "-" * (widths[0] + 1)] + ["-" * (width + 1) + ":" for width in widths[1:]]) + "|"
+    return "\n".join([line(TABLE_HEADER), rule, *(line(row) for row in rows)])
+
+
+def describe_charset(charset: str) -> str:
+    """E.g. "36 characters, case-insensitive, without punctuation"."""
+    cased = charset != charset.lower() and charset != charset.upper()
+    punctuation = any(char in string.punctuation for char in charset)
+    return (
+        f"{len(charset)} characters, {'case-sensitive' if cased else 'case-insensitive'}, "
+        f"{'with' if punctuation else 'without'} punctuation"
+    )
+
+
+def format_skipped(results: dict) -> str:
+    """One line per dataset with skipped samples, e.g. `SVT: 2 of 649 skipped (1 unreadable image, 1 no label)`."""
+    max_label_length = results.get("protocol", {}).get("max_label_length")
+    lines = []
+    for name, result in results["datasets"].items():
+        if result["num_skipped"]:
+            reasons = []
+            for reason, count in result["skipped"].items():
+                description = SKIP_REASONS.get(reason, reason)
+                if reason == "too_long" and max_label_length is not None:
+                    description += f" (> {max_label_length} characters)"
+                reasons.append(f"{count} {description}")
+            lines.append(f"{name}: {result['num_skipped']} of {result['num_records']} skipped ({', '.join(reasons)})")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Data and model loading
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _benchmark_order(name: str) -> tuple:
+    base = name.rsplit("/", 1)[-1]
+    if base in STANDARD_BENCHMARKS:
+        return (0, STANDARD_BENCHMARKS.index(base), name)
+    return (1, 0, name)
+
+
+def find_benchmarks(roots: Iterable[str | os.PathLike]) -> dict[str, Path]:
+    """Name -> LMDB directory for every LMDB directory at or below the roots.
+
+    A dataset is named after its directory (`data/test/IIIT5k` -> `IIIT5k`). When two share a directory name, they
+    are named by their path relative to their root instead (`test/IIIT5k`, `val/IIIT5k`).
+    """
+    found, seen = [], set()  # (root, directory); resolved paths, so that overlapping roots read a database once
+    for root in roots:
+        root = Path(root)
+        if not root.exists():
+            raise FileNotFoundError(f"Data root {root} does not exist.")
+        for directory in find_lmdb_dirs(root):
+            if Path(directory).resolve() not in seen:
+                seen.add(Path(directory).resolve())
+                found.append((root, Path(directory)))
+    base_counts = Counter(directory.name for _, directory in found)
+    named = {}
+    for root, directory in found:
+        name = directory.name
+        if base_counts[name] > 1:
+            relative = directory.relative_to(root).as_posix() if directory != root else directory.name
+            name = relative if relative not in named else directory.as_posix()
+        named[name] = directory
+    return dict(sorted(named.items(), key=lambda item: _benchmark_order(item[0])))
+
+
+def select_datasets(available: Mapping[str, object], wanted: Iterable[str] | None) -> dict:
+    """The datasets named in `wanted` (by name or directory name), in that order; all of them when it is empty."""
+    if not wanted:
+        return dict(available)
+    selected = {}
+    for want in wanted:
+        matches = [name for name in available if name == want or name.rsplit("/", 1)[-1] == want]
+        if not matches:
+            raise ValueError(f"Dataset {want!r} not found. Available: {', '.join(available) or 'none'}.")
+        for name in matches:
+            selected[name] = available[name]
+    return selected
+
+
+def _hub_name(source: str) -> tuple[str, str]:
+    """(name, source) from `NAME=SOURCE` or a bare source (named after its last path component)."""
+    if "=" in source:
+        name, source = source.split("=", 1)
+        return name, source
+    stem = source.rstrip("/").rsplit("/", 1)[-1]
+    for suffix in (".parquet", ".arrow", ".jsonl", ".json", ".csv"):
+        stem = stem.removesuffix(suffix)
+    return stem, source
+
+
+def load_benchmarks(
+    sources: list[str],
+    data_sources: list[str],
+    names: Iterable[str] | None = None,
+    split: str = "test",
+    image_column: str = "image",
+    text_column: str = "text",
+    cache_dir: str | None = None,
+) -> dict:
+    """Name -> dataset for the `--data` arguments, each read as LMDB (tree) or with `load_str_dataset` (hub).
+
+    Datasets are chosen by `names` (see [`select_datasets`]) before any is opened, so unused sets cost nothing.
+    """
+    if len(data_sources) == 1:
+        data_sources = data_sources * len(sources)
+    if len(data_sources) != len(sources):
+        raise ValueError(
+            f"Give one --data-source for all --data, or one per --data ({len(sources)}); got {len(data_sources)}."
+        )
+    lmdb_roots = [source for source, kind in zip(sources, data_sources) if kind == "lmdb"]
+    locations = {name: ("lmdb", path) for name, path in find_benchmarks(lmdb_roots).items()} if lmdb_roots else {}
+    for source, kind in zip(sources, data_sources):
+        if kind == "hub":
+            name, source = _hub_name(source)
+            if name in locations:
+                raise ValueError(f"Two datasets are named {name!r}: name one explicitly with NAME=SOURCE.")
+            locations[name] = ("hub", source)
+
+    datasets = {}
+    for name, (kind, location) in select_datasets(locations, names).items():
+        if kind == "lmdb":
+            # Labels are read raw; evaluate_model cleans them under the comparison protocol and counts the drops.
+            datasets[name] = LmdbDataset(location, name=name)
+        else:
+            # Images stay undecoded (`{"bytes", "path"}`), so that a corrupt one is counted instead of raising.
+            options = {} if cache_dir is None else {"cache_dir": cache_dir}
+            datasets[name] = load_str_dataset(
+                location, split=split, streaming=False, image_column=image_column, text_column=text_column, **options
+            )
+    return datasets
+
+
+def load_model_and_processor(model_name_or_path: str, device: str | None = None):
+    """`AutoModel` and `AutoProcessor` of a CLIP4STR checkpoint, with this repository's code when it is importable
+    and the checkpoint's own code (`trust_remote_code=True`) otherwise."""
+    from transformers import AutoModel, AutoProcessor
+
+    try:
+        import modeling_clip4str  # noqa: F401  (registers CLIP4STR with the Auto classes)
+
+        trust_remote_code = False
+    except ImportError:
+        logger.warning("modeling_clip4str is not installed: loading the code saved with the checkpoint.")
+        trust_remote_code = True
+    model = AutoModel.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
+    processor = AutoProcessor.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
+    if device is not None:
+        model.to(device)
+    return model.eval(), processor
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Score a CLIP4STR model on scene text recognition benchmarks (word accuracy, 1 - NED).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--model", required=True, help="A saved CLIP4STR directory or a Hub model id.")
+    parser.add_argument(
+        "--data", nargs="+", required=True, metavar="ROOT",
+        help="LMDB directories or trees of them (e.g. data/test); with --data-source hub, dataset ids or paths "
+        "(NAME=SOURCE to name one).",
+    )
+    parser.add_argument(
+        "--data-source", nargs="+", default=["lmdb"], choices=["lmdb", "hub"], metavar="{lmdb,hub}",
+        help="How to read --data: one value for all, or one per --data entry.",
+    )
+    parser.add_argument(
+        "--datasets", nargs="+", metavar="NAME",
+        help="Only these datasets (directory names such as IIIT5k SVT IC13_857 IC15_1811 SVTP CUTE80), in this "
+        "order. Default: every dataset found, standard benchmarks first.",
+    )
+    parser.add_argument("--split", default="test", help="Split to read with --data-source hub.")
+    parser.add_argument("--image-column", default="image", help="Image column with --data-source hub.")
+    parser.add_argument("--text-column", default="text", help="Text column with --data-source hub.")
+    parser.add_argument("--cache-dir", default=None, help="`datasets` cache directory for --data-source hub.")
+    parser.add_argument("--cased", action="store_true", help="Compare case-sensitively (62 characters).")
+    parser.add_argument(
+        "--punctuation", action="store_true", help="Also compare the 32 ASCII punctuation characters."
+    )
+    parser.add_argument(
+        "--charset", default=None, help="An explicit comparison charset (instead of --cased/--punctuation)."
+    )
+    parser.add_argument(
+        "--max-label-length", type=int, default=-1,
+        help="Skip labels longer than this (after whitespace removal and NFKD), as the reference does. -1: the "
+        "model's max_label_length; 0: keep all.",
+    )
+    parser.add_argument("--batch-size", type=int, default=64, help="Images per generate call.")
+    parser.add_argument(
+        "--refine-iters", type=int, default=None, help="Refinement passes; None: the model's config."
+    )
+    parser.add_argument(
+        "--device", default=None, help="cpu, cuda, cuda:1, ...; None: cuda when available, else cpu."
+    )
+    parser.add_argument("--max-samples", type=int, default=None, help="Read at most N records per dataset.")
+    parser.add_argument(
+        "--num-workers", type=int, default=4, help="Threads decoding and resizing images ahead of the model."
+    )
+    parser.add_argument("--output-json", default=None, metavar="FILE", help="Write the results as JSON.")
+    parser.add_argument("--output-markdown", default=None, metavar="FILE", help="Write the table as Markdown.")
+    parser.add_argument("--no-progress", action="store_true", help="Hide the progress bars.")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    try:
+        charset = protocol_charset(args.charset, args.cased, args.punctuation)
+    except ValueError as error:
+        parser.error(str(error))
+    for option in ("batch_size", "max_samples"):
+        value = getattr(args, option)
+        if value is not None and value < 1:
+            parser.error(f"--{option.replace('_', '-')} must be at least 1.")
+    if args.num_workers < 0:
+        parser.error("--num-workers must be >= 0.")
+    if args.refine_iters is not None and args.refine_iters < 0:
+        parser.error("--refine-iters must be >= 0.")
+    if args.max_label_length < -1:
+        parser.error("--max-label-length must be -1 (model's), 0 (no limit) or positive.")
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+    try:
+        datasets = load_benchmarks(
+            args.data, args.data_source, args.datasets, args.split, args.image_column, args.text_column,
+            args.cache_dir,
+        )
+    except (FileNotFoundError, ValueError) as error:
+        parser.error(str(error))
+    logger.info("Datasets: %s", ", ".join(datasets))
+    model, processor = load_model_and_processor(args.model, device)
+
+    results = evaluate_model(
+        model,
+        processor,
+        datasets,
+        charset=charset,
+        batch_size=args.batch_size,
+        refine_iters=args.refine_iters,
+        max_label_length=None if args.max_label_length == 0 else args.max_label_length,
+        max_samples=args.max_samples,
+        num_workers=args.num_workers,
+        show_progress=not args.no_progress,
+    )
+    # Report the options as given (cased/punctuation), not only the charset they resolved to.
+    results["protocol"].update(cased=args.cased, punctuation=args.punctuation)
+
+    table = format_results_table(results)
+    skipped = format_skipped(results)
+    combined = results["combined"]
+    timing = (
+        f"Time: {combined['seconds']:.1f} s in all, "
+        f"{1000 * combined['seconds'] / max(1, combined['num_samples']):.1f} ms per scored image on {device}."
+    )
+    print(f"\nModel: {args.model}\nComparison charset: {describe_charset(charset)}: {charset}\n")
+    print(table)
+    if skipped:
+        print("\nSkipped samples (not scored):\n" + skipped)
+    print("\n" + timing)
+
+    results = {
+        "model": args.model,
+        "options": dict(vars(args)),
+        "device": device,
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
+        **results,
+    }
+    if args.output_json:
+        Path(args.output_json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output_json).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    if args.output_markdown:
+        Path(args.output_markdown).parent.mkdir(parents=True, exist_ok=True)
+        text = f"Model: `{args.model}`; comparison charset: {describe_charset(charset)}.\n\n{table}\n"
+        if skipped:
+            text += "\nSkipped samples (not scored):\n\n" + "\n".join(f"- {line}" for line in skipped.splitlines())
+            text += "\n"
+        Path(args.output_markdown).write_text(text, encoding="utf-8")
+    return results
+
+
+if __name__ == "__main__":
+    main()
