@@ -342,34 +342,50 @@ class CLIP4STRForSceneTextRecognition(CLIP4STRPreTrainedModel, GenerationMixin):
         perm_targets = target.unsqueeze(1).repeat(1, len(perms), 1)
         perm_targets[:, 2:] = perm_targets[:, 2:].masked_fill(perm_targets[:, 2:] == eos, pad)
 
+        if self.batch_permutations:
+            visual_logits, cross_logits = self._permutation_logits_batched(
+                image_memory, context, query_masks, content_masks, padding_mask
+            )
+        else:
+            visual_logits, cross_logits = self._permutation_logits_looped(
+                image_memory, context, query_masks, content_masks, padding_mask
+            )
+        total = F.cross_entropy(visual_logits.flatten(0, 2), perm_targets.flatten(), ignore_index=pad, reduction="sum")
+        total = total + config.cross_loss_weight * F.cross_entropy(
+            cross_logits.flatten(0, 2), perm_targets.flatten(), ignore_index=pad, reduction="sum"
+        )
+        num_targets = (perm_targets != pad).sum()
+        return total / num_targets, visual_logits[:, 0], cross_logits[:, 0]
+
+    def _permutation_logits_batched(self, image_memory, context, query_masks, content_masks, padding_mask):
+        """All K orders through each decoder in one call: memory keys/values projected once per decoder, the text
+        tower run once per distinct caption. Returns visual and cross logits `[B, K, L, C + 1]`."""
         visual_kv = self.visual_decoder.memory_key_values(image_memory)
+        visual_logits = self.visual_decoder(
+            context, visual_kv, query_mask=query_masks, content_mask=content_masks, padding_mask=padding_mask
+        )
         # The cross-modal loss must not reach the image tower.
         cross_image_kv = self.cross_decoder.memory_key_values(image_memory.detach())
-        groups = [range(len(perms))] if self.batch_permutations else [[k] for k in range(len(perms))]
-        total, first_visual, first_cross = 0.0, None, None
-        for group in groups:
-            group = list(group)
-            visual_logits = self.visual_decoder(
-                context,
-                visual_kv,
-                query_mask=query_masks[group],
-                content_mask=content_masks[group],
-                padding_mask=padding_mask,
-            )  # [B, k, L, C+1]
-            cross_logits = self._cross_permutation_logits(
-                visual_logits, context, cross_image_kv, query_masks[group], content_masks[group], padding_mask
-            )
-            group_targets = perm_targets[:, group]
-            total = total + F.cross_entropy(
-                visual_logits.flatten(0, 2), group_targets.flatten(), ignore_index=pad, reduction="sum"
-            )
-            total = total + config.cross_loss_weight * F.cross_entropy(
-                cross_logits.flatten(0, 2), group_targets.flatten(), ignore_index=pad, reduction="sum"
-            )
-            if first_visual is None:
-                first_visual, first_cross = visual_logits[:, 0], cross_logits[:, 0]
-        num_targets = (perm_targets != pad).sum()
-        return total / num_targets, first_visual, first_cross
+        cross_logits = self._cross_permutation_logits(
+            visual_logits, context, cross_image_kv, query_masks, content_masks, padding_mask
+        )
+        return visual_logits, cross_logits
+
+    def _permutation_logits_looped(self, image_memory, context, query_masks, content_masks, padding_mask):
+        """The orders one after another, as the reference computes them: each pass projects its memories again and
+        encodes every caption. Kept as the baseline of `benchmarks/bench_train_step.py`; same result as batched."""
+        visual_all, cross_all = [], []
+        image_memory_detached = image_memory.detach()
+        for k in range(len(query_masks)):
+            masks = dict(query_mask=query_masks[k], content_mask=content_masks[k], padding_mask=padding_mask)
+            visual_logits = self.visual_decoder(context, self.visual_decoder.memory_key_values(image_memory), **masks)
+            texts = self.caption_texts(visual_logits.detach())
+            text_memory = self.encode_captions(texts, context.device)
+            cross_memory = torch.cat([image_memory_detached, text_memory], dim=1)
+            cross_logits = self.cross_decoder(context, self.cross_decoder.memory_key_values(cross_memory), **masks)
+            visual_all.append(visual_logits)
+            cross_all.append(cross_logits)
+        return torch.stack(visual_all, dim=1), torch.stack(cross_all, dim=1)
 
     def _cross_permutation_logits(self, visual_logits, context, cross_image_kv, query_masks, content_masks, padding_mask):
         """Cross-modal logits `[B, K, L, C+1]`: each order reads the image and the caption of its own visual logits."""
