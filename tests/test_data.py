@@ -1,0 +1,423 @@
+"""Data layer of run_str.py: label clean-up, LMDB reading, every source kind through load_str_dataset, interleaving,
+skipping of broken examples (also across DataLoader workers) and the collator. Offline; data is built here."""
+
+from __future__ import annotations
+
+import collections
+import io
+import pickle
+
+import datasets
+import lmdb
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import make_processor, tiny_config
+from training.data import (
+    STR_FEATURES,
+    LabelPreprocessor,
+    LmdbDataset,
+    STRDataCollator,
+    STRExampleFilter,
+    build_train_dataset,
+    find_lmdb_dirs,
+    interleave_str_datasets,
+    load_str_dataset,
+)
+
+CHARSET_36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+# --- helpers ----------------------------------------------------------------------------------------------------------
+def png_bytes(seed: int, size=(24, 12), mode="RGB") -> bytes:
+    """A small random PNG (distinct bytes per seed)."""
+    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).convert(mode).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def write_lmdb(path, samples) -> None:
+    """Write an STR-format LMDB: `samples` is a list of (image bytes or None, label str/bytes or None)."""
+    path.mkdir(parents=True, exist_ok=True)
+    env = lmdb.open(str(path), map_size=1 << 24)
+    with env.begin(write=True) as txn:
+        for index, (image, label) in enumerate(samples, start=1):
+            if image is not None:
+                txn.put(b"image-%09d" % index, image)
+            if label is not None:
+                txn.put(b"label-%09d" % index, label.encode() if isinstance(label, str) else label)
+        txn.put(b"num-samples", str(len(samples)).encode())
+    env.close()
+
+
+TRUNCATED_PNG = png_bytes(99)[:60]
+NOT_AN_IMAGE = b"this is not an image at all"
+
+
+@pytest.fixture(scope="module")
+def processor(caption_tokenizer):
+    return make_processor(tiny_config(), caption_tokenizer)
+
+
+@pytest.fixture
+def broken_lmdb(tmp_path):
+    """An LMDB with 6 good samples, 2 undecodable images, 1 missing image and 1 label that is too long."""
+    samples = [
+        (png_bytes(0), "good0"),
+        (NOT_AN_IMAGE, "bad1"),
+        (png_bytes(2), "good2"),
+        (TRUNCATED_PNG, "bad3"),
+        (png_bytes(4), "good4"),
+        (None, "nopic"),
+        (png_bytes(6), "good6"),
+        (png_bytes(7), "x" * 30),
+        (png_bytes(8), "good8"),
+        (png_bytes(9), "good9"),
+    ]
+    root = tmp_path / "lmdb" / "broken"
+    write_lmdb(root, samples)
+    return root
+
+
+# --- labels -----------------------------------------------------------------------------------------------------------
+def test_label_preprocessor_order_and_counts():
+    pre = LabelPreprocessor(CHARSET_36, max_label_length=5)
+    assert pre.normalize_unicode  # ASCII charset: fold by default
+    assert pre("He llo") == "hello"  # whitespace goes first, so this is 5 characters, and the case adapts
+    assert pre("Café") == "cafe"  # NFKD fold, then lower-case
+    # 6 characters as written: dropped for length even though only "ab" would survive the charset filter.
+    assert pre("ab!!!!") is None
+    assert pre("ab!!!") == "ab"  # 5 characters: kept, then filtered
+    assert pre("!?!") is None
+    assert pre(None) is None and pre(42) is None
+    assert pre.counts == collections.Counter(kept=3, too_long=1, empty_after_filtering=1, not_a_string=2)
+    assert pre.process("ab!!!!") == (None, "too_long")
+    assert pre.counts["too_long"] == 1  # process() does not count
+
+
+def test_label_preprocessor_options_and_case_adaptation():
+    assert LabelPreprocessor("ABC")("abcd") == "ABC"  # upper-case-only charset
+    mixed = LabelPreprocessor("abcABC")
+    assert mixed("aBcD") == "aBc"  # both cases: case is kept
+    assert LabelPreprocessor(CHARSET_36, remove_whitespace=False)("a b") == "ab"  # space not in charset
+    assert LabelPreprocessor(CHARSET_36 + " ", remove_whitespace=False)("a b") == "a b"
+    with pytest.raises(ValueError):
+        LabelPreprocessor("")
+    with pytest.raises(ValueError):
+        LabelPreprocessor(CHARSET_36, max_label_length=0)
+
+
+def test_label_preprocessor_non_latin_charset_keeps_its_characters():
+    pre = LabelPreprocessor("你好世界abcé")
+    assert not pre.normalize_unicode  # not ASCII: no NFKD fold by default
+    assert pre("你好 世界") == "你好世界"
+    assert pre("café") == "caé"  # 'f' is not in the charset; 'é' is, and stays (no fold)
+    assert LabelPreprocessor("你好世界abcé", normalize_unicode=True)("你好") is None  # folding would erase them
+
+
+# --- LMDB -------------------------------------------------------------------------------------------------------------
+def test_find_lmdb_dirs(tmp_path):
+    write_lmdb(tmp_path / "root" / "b" / "deep", [(png_bytes(0), "a")])
+    write_lmdb(tmp_path / "root" / "a", [(png_bytes(1), "b")])
+    (tmp_path / "root" / "empty").mkdir()
+    found = find_lmdb_dirs(tmp_path / "root")
+    assert found == [tmp_path / "root" / "a", tmp_path / "root" / "b" / "deep"]
+    assert find_lmdb_dirs(tmp_path / "root" / "a") == [tmp_path / "root" / "a"]  # the root itself
+    with pytest.raises(FileNotFoundError, match="empty"):
+        find_lmdb_dirs(tmp_path / "root" / "empty")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        find_lmdb_dirs(tmp_path / "nowhere")
+
+
+def test_lmdb_dataset_filters_labels_at_load_and_reads_raw_bytes(tmp_path):
+    images = [png_bytes(i) for i in range(6)]
+    samples = [
+        (images[0], "Hello World"),
+        (images[1], "x" * 26),
+        (images[2], "!!!"),
+        (images[3], None),  # label key missing
+        (images[4], b"\xff\xfe"),  # not UTF-8
+        (images[5], "ok"),
+    ]
+    write_lmdb(tmp_path / "db", samples)
+    pre = LabelPreprocessor(CHARSET_36)
+    dataset = LmdbDataset(tmp_path / "db", label_preprocessor=pre)
+    assert dataset.name == "db"
+    assert len(dataset) == 2
+    assert dataset[0] == {"image": images[0], "text": "helloworld"}
+    assert dataset[-1] == {"image": images[5], "text": "ok"}
+    assert dataset.database_index(1) == 6
+    assert dataset.counts == collections.Counter(
+        kept=2, too_long=1, empty_after_filtering=1, missing_label=1, undecodable_label=1
+    )
+    assert pre.counts == collections.Counter(kept=2, too_long=1, empty_after_filtering=1)
+    with pytest.raises(IndexError):
+        dataset[2]
+    raw = LmdbDataset(tmp_path / "db")  # no preprocessor: labels as stored
+    assert [raw[i]["text"] for i in range(len(raw))] == ["Hello World", "x" * 26, "!!!", "ok"]
+    # Picklable for worker processes; the copy opens its own environment.
+    copy = pickle.loads(pickle.dumps(dataset))
+    assert copy[0] == dataset[0]
+
+
+def test_lmdb_dataset_in_dataloader_workers_after_the_main_process_read_it(tmp_path):
+    images = [png_bytes(i) for i in range(4)]
+    write_lmdb(tmp_path / "db", [(image, f"w{i}") for i, image in enumerate(images)])
+    dataset = LmdbDataset(tmp_path / "db")
+    assert dataset[0]["image"] == images[0]  # the main process now holds the database open
+    second = LmdbDataset(tmp_path / "db")  # a second dataset over the same files in one process is fine
+    assert second[3]["image"] == images[3]
+    # Forked workers cannot open it again (lmdb refuses) and read through the inherited environment.
+    loader = torch.utils.data.DataLoader(dataset, batch_size=2, num_workers=2, collate_fn=lambda batch: batch)
+    assert [item["image"] for batch in loader for item in batch] == images
+
+
+def test_lmdb_dataset_rejects_non_str_databases(tmp_path):
+    env = lmdb.open(str(tmp_path / "other"), map_size=1 << 20)
+    with env.begin(write=True) as txn:
+        txn.put(b"key", b"value")
+    env.close()
+    with pytest.raises(ValueError, match="num-samples"):
+        LmdbDataset(tmp_path / "other")
+    with pytest.raises(FileNotFoundError, match="data.mdb"):
+        LmdbDataset(tmp_path)
+
+
+# --- sources ----------------------------------------------------------------------------------------------------------
+def _records(n: int, offset: int = 0):
+    return [{"image": {"bytes": png_bytes(offset + i), "path": None}, "text": f"word{offset + i}"} for i in range(n)]
+
+
+def _hf_dataset(records, features=None, **extra_columns):
+    features = features or datasets.Features({"image": datasets.Image(), "text": datasets.Value("string")})
+    columns = {"image": [r["image"] for r in records], "text": [r["text"] for r in records]}
+    dataset = datasets.Dataset.from_dict(columns, features=features)
+    for name, values in extra_columns.items():
+        dataset = dataset.add_column(name, values)
+    return dataset
+
+
+def _as_pairs(dataset):
+    return [(example["image"]["bytes"], example["text"]) for example in dataset]
+
+
+def test_load_parquet_directory_streaming_and_column_renaming(tmp_path):
+    records = _records(5)
+    data_dir = tmp_path / "parquet"
+    data_dir.mkdir()
+    dataset = _hf_dataset(records, extra=list(range(5)))
+    dataset.select(range(3)).to_parquet(str(data_dir / "train-00000-of-00002.parquet"))
+    dataset.select(range(3, 5)).to_parquet(str(data_dir / "train-00001-of-00002.parquet"))
+
+    streamed = load_str_dataset(str(data_dir), split="train", streaming=True)
+    assert isinstance(streamed, datasets.IterableDataset)
+    assert streamed.features == STR_FEATURES  # undecoded images, extra columns gone
+    assert sorted(_as_pairs(streamed), key=lambda p: p[1]) == [(r["image"]["bytes"], r["text"]) for r in records]
+
+    renamed = tmp_path / "renamed.parquet"
+    dataset.rename_columns({"image": "img", "text": "label"}).to_parquet(str(renamed))
+    loaded = load_str_dataset(str(renamed), image_column="img", text_column="label", streaming=True)
+    assert _as_pairs(loaded) == [(r["image"]["bytes"], r["text"]) for r in records]
+    with pytest.raises(ValueError, match="img"):
+        load_str_dataset(str(renamed), streaming=True)  # the default columns are not there: the message lists them
+
+
+def test_load_arrow_file_and_directory_map_style(tmp_path):
+    records = _records(4)
+    saved = tmp_path / "saved"
+    _hf_dataset(records).save_to_disk(str(saved))
+    loaded = load_str_dataset(str(saved), streaming=False, cache_dir=str(tmp_path / "cache"))
+    assert isinstance(loaded, datasets.Dataset) and loaded.features == STR_FEATURES
+    assert _as_pairs(loaded) == [(r["image"]["bytes"], r["text"]) for r in records]
+    arrow_file = next(saved.glob("*.arrow"))
+    single = load_str_dataset(str(arrow_file), streaming=True)
+    assert _as_pairs(single) == [(r["image"]["bytes"], r["text"]) for r in records]
+
+
+def test_load_imagefolder(tmp_path):
+    folder = tmp_path / "folder"
+    (folder / "sub").mkdir(parents=True)
+    expected = {}
+    with open(folder / "metadata.jsonl", "w") as metadata:
+        for i in range(3):
+            name = f"sub/img{i}.png"
+            data = png_bytes(10 + i)
+            (folder / name).write_bytes(data)
+            metadata.write(f'{{"file_name": "{name}", "text": "label {i}"}}\n')
+            expected[f"label {i}"] = data
+    loaded = load_str_dataset(str(folder), streaming=True)
+    pairs = {example["text"]: example["image"] for example in loaded}
+    assert set(pairs) == set(expected)
+    for text, image in pairs.items():  # undecoded: a path to the file, or its bytes
+        data = image["bytes"] if image["bytes"] is not None else open(image["path"], "rb").read()
+        assert data == expected[text]
+
+
+def test_load_lmdb_tree_streaming_and_map_style(tmp_path):
+    first = [(png_bytes(i), f"a{i}") for i in range(5)]
+    second = [(png_bytes(20 + i), f"B {i}") for i in range(3)]
+    write_lmdb(tmp_path / "tree" / "one", first)
+    write_lmdb(tmp_path / "tree" / "nested" / "two", second)
+    pre = LabelPreprocessor(CHARSET_36)
+    streamed = load_str_dataset(str(tmp_path / "tree"), streaming=True, label_preprocessor=pre)
+    assert isinstance(streamed, datasets.IterableDataset) and streamed.n_shards == 8  # one shard per sample here
+    expected = [(image, text) for image, text in first] + [(image, f"b{i}") for i, (image, _) in enumerate(second)]
+    # LMDB databases are found in sorted order: nested/two, then one.
+    assert sorted(_as_pairs(streamed)) == sorted(expected)
+    assert pre.counts["kept"] == 8
+    mapped = load_str_dataset(str(tmp_path / "tree"), streaming=False, cache_dir=str(tmp_path / "cache"))
+    assert isinstance(mapped, datasets.Dataset) and len(mapped) == 8
+    assert sorted(_as_pairs(mapped)) == sorted(first + second)  # no preprocessor: raw labels
+
+
+def test_load_errors_name_the_source(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does-not-exist"):
+        load_str_dataset("./does-not-exist")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="No training data"):
+        load_str_dataset(str(tmp_path / "empty"))
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(ValueError, match="parquet"):
+        load_str_dataset(str(tmp_path / "notes.txt"))
+
+
+# --- interleaving -----------------------------------------------------------------------------------------------------
+def test_interleave_with_weights_map_style_and_streaming():
+    features = datasets.Features({"text": datasets.Value("string")})
+    big = datasets.Dataset.from_dict({"text": [f"a{i}" for i in range(100)]}, features=features)
+    small = datasets.Dataset.from_dict({"text": [f"b{i}" for i in range(10)]}, features=features)
+    mixed = interleave_str_datasets([big, small], weights=[4, 1], seed=0)
+    texts = mixed["text"]
+    # "all_exhausted": every example of both sources appears, the small one repeated.
+    assert set(texts) == {f"a{i}" for i in range(100)} | {f"b{i}" for i in range(10)}
+    head = texts[:100]
+    share = sum(text.startswith("a") for text in head) / len(head)
+    assert 0.65 < share < 0.95  # 0.8 expected
+    streamed = interleave_str_datasets([big.to_iterable_dataset(), small.to_iterable_dataset()], weights=[1, 1])
+    assert {example["text"] for example in streamed} == set(texts)
+    assert interleave_str_datasets([big, small], weights=[1, 0]) is big  # weight 0: left out
+    with pytest.raises(ValueError, match="weights"):
+        interleave_str_datasets([big, small], weights=[1])
+    with pytest.raises(ValueError, match="non-negative"):
+        interleave_str_datasets([big, small], weights=[1, -1])
+    with pytest.raises(ValueError, match="streaming"):
+        interleave_str_datasets([big, small.to_iterable_dataset()])
+
+
+# --- skipping broken examples -----------------------------------------------------------------------------------------
+GOOD = ["good0", "good2", "good4", "good6", "good8", "good9"]
+
+
+def test_filter_skips_and_counts_broken_examples_in_a_stream(broken_lmdb):
+    dataset = build_train_dataset([str(broken_lmdb)], charset=CHARSET_36, shuffle_buffer_size=0)
+    kept = list(dataset)
+    assert [example["text"] for example in kept] == GOOD  # the too-long label was dropped when the LMDB was read
+    assert all(isinstance(example["image"], Image.Image) and example["image"].mode == "RGB" for example in kept)
+    skipped = sum((collections.Counter(example["skipped"]) for example in kept), collections.Counter())
+    assert skipped == collections.Counter(undecodable_image=2, missing_image=1)
+    # The skip right after good4 (and before good6) is attached to good6: counts travel with the next kept example.
+    assert kept[3]["skipped"] == {"missing_image": 1}
+
+
+def test_filter_attaches_trailing_skips_to_the_last_kept_example():
+    example_filter = STRExampleFilter(LabelPreprocessor(CHARSET_36))
+    stream = [
+        {"image": NOT_AN_IMAGE, "text": "a"},
+        {"image": png_bytes(0), "text": "b"},
+        {"image": png_bytes(1), "text": "!!"},
+        {"image": {"bytes": None, "path": None}, "text": "c"},
+    ]
+    kept = list(example_filter.iterate(stream))
+    assert [example["text"] for example in kept] == ["b"]
+    assert kept[0]["skipped"] == {"undecodable_image": 1, "empty_after_filtering": 1, "missing_image": 1}
+    assert example_filter.counts == collections.Counter(
+        kept=1, undecodable_image=1, empty_after_filtering=1, missing_image=1
+    )
+
+
+def test_skip_counts_reach_the_main_process_from_dataloader_workers(broken_lmdb, processor):
+    # The labels were read in this process, which keeps the LMDB open: the forked workers read through it.
+    dataset = build_train_dataset([str(broken_lmdb)], charset=CHARSET_36, shuffle_buffer_size=0)
+    collator = STRDataCollator(processor)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=2, num_workers=2, collate_fn=collator)
+    batches = list(loader)
+    assert all(set(batch) == {"pixel_values", "labels"} for batch in batches)  # counts do not travel in batches
+    texts = [text for batch in batches for text in processor.batch_decode(batch["labels"])]
+    assert sorted(texts) == GOOD  # each worker read its own shards: nothing twice, nothing lost
+    assert collator.stats == collections.Counter(kept=6, undecodable_image=2, missing_image=1)
+    collator.reset_stats()
+    assert collator.stats == collections.Counter()
+
+
+def test_map_style_filter_skips_broken_images_and_drops_bad_labels(tmp_path, processor):
+    records = _records(5)
+    records[1]["image"] = {"bytes": TRUNCATED_PNG, "path": None}
+    records[3]["text"] = "?!"  # no character of the charset
+    _hf_dataset(records).to_parquet(str(tmp_path / "data.parquet"))
+    dataset = build_train_dataset(
+        [str(tmp_path / "data.parquet")], charset=CHARSET_36, streaming=False, cache_dir=str(tmp_path / "cache")
+    )
+    assert len(dataset) == 4 and dataset.label_drop_counts == {"empty_after_filtering": 1}
+    assert dataset[0]["text"] == "word0" and dataset[0]["skipped"] == {}
+    substitute = dataset[1]  # the truncated image: the next usable example comes instead
+    assert substitute["text"] == "word2" and substitute["skipped"] == {"undecodable_image": 1}
+    collator = STRDataCollator(processor)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=4, collate_fn=collator)
+    (batch,) = list(loader)
+    assert batch["pixel_values"].shape == (4, 3, 32, 32)
+    assert collator.stats == collections.Counter(kept=4, undecodable_image=1)
+
+
+def test_build_train_dataset_interleaves_streams(tmp_path, monkeypatch):
+    # datasets pauses 5 s when an interleaved stream with parquet sources ends (an arrow threading workaround);
+    # irrelevant for a test that finishes the stream in-process.
+    monkeypatch.setattr(datasets.config, "SLEEP_TIME_ON_THREADS_SHUTDOWN", 0)
+    write_lmdb(tmp_path / "a", [(png_bytes(i), f"a{i}") for i in range(6)])
+    _hf_dataset(_records(3, offset=50)).to_parquet(str(tmp_path / "b.parquet"))
+    dataset = build_train_dataset([str(tmp_path / "a"), str(tmp_path / "b.parquet")], weights=[1, 1], seed=3)
+    texts = [example["text"] for example in dataset]
+    assert {f"a{i}" for i in range(6)} <= set(texts) and {"word50", "word51", "word52"} <= set(texts)
+    limited = build_train_dataset([str(tmp_path / "a")], max_samples=2, shuffle_buffer_size=0)
+    assert len(list(limited)) == 2
+    with pytest.raises(ValueError, match="weights"):
+        build_train_dataset([str(tmp_path / "a")], weights=[1, 2])
+
+
+# --- collator ---------------------------------------------------------------------------------------------------------
+def test_collator_shapes_values_and_augmentation_before_resize(processor):
+    seen_sizes = []
+
+    def augment(image):
+        seen_sizes.append(image.size)
+        return image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+
+    collator = STRDataCollator(processor, augment=augment, max_label_length=12)
+    image = Image.open(io.BytesIO(png_bytes(3, size=(40, 10))))
+    examples = [
+        {"image": image, "text": "ab"},
+        {"image": png_bytes(4, size=(30, 12)), "text": "hello", "skipped": {"too_long": 2}},  # bytes are decoded too
+    ]
+    batch = collator(examples)
+    assert seen_sizes == [(40, 10), (30, 12)]  # augmentation sees the original crop, before the resize
+    assert batch["pixel_values"].shape == (2, 3, 32, 32) and batch["pixel_values"].dtype == torch.float32
+    tokenizer = processor.tokenizer
+    ids = lambda word: [tokenizer.convert_tokens_to_ids(c) for c in word]  # noqa: E731
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    assert batch["labels"].tolist() == [ids("ab") + [eos] + [pad] * 3, ids("hello") + [eos]]
+    flipped = processor(images=[image.convert("RGB").transpose(Image.Transpose.FLIP_LEFT_RIGHT)])["pixel_values"]
+    torch.testing.assert_close(batch["pixel_values"][0], flipped[0])
+    assert collator.stats == collections.Counter(kept=2, too_long=2)
+
+
+def test_collator_errors(processor):
+    collator = STRDataCollator(processor)
+    with pytest.raises(ValueError, match="empty batch"):
+        collator([])
+    with pytest.raises(ValueError, match="STRExampleFilter"):
+        collator([{"image": NOT_AN_IMAGE, "text": "ab"}])
+    with pytest.raises(ValueError, match="'image' and 'text'"):
+        collator([{"text": "ab"}])
+    assert collator.stats == collections.Counter()  # failed batches are not counted
