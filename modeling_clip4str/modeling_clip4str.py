@@ -493,6 +493,8 @@ class CLIP4STRForSceneTextRecognition(CLIP4STRPreTrainedModel, GenerationMixin):
         Returns:
             [`CLIP4STROutput`].
         """
+        # The Trainer passes the batch's token count; the loss here is normalised as the reference does (SPEC).
+        kwargs.pop("num_items_in_batch", None)
         if kwargs:
             raise TypeError(f"Unexpected arguments for CLIP4STR forward: {', '.join(sorted(kwargs))}.")
         _check_pixel_values(pixel_values)

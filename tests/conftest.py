@@ -89,3 +89,49 @@ def word_image(text: str, size=(96, 32), mode: str = "RGB"):
     image = Image.new("RGB", size, (255, 255, 255))
     ImageDraw.Draw(image).text((4, 8), text, fill=(0, 0, 0))
     return image.convert(mode) if mode != "RGB" else image
+
+
+def tiny_clip_directory(directory, image_size: int = 32, patch_size: int = 8, projection_dim: int = 48):
+    """Save a tiny random `CLIPModel` with the CLIP BPE tokenizer files, as `from_clip` expects a Hub CLIP."""
+    import shutil
+
+    from transformers import CLIPConfig, CLIPModel
+
+    torch.manual_seed(0)
+    tower = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2)
+    config = CLIPConfig(
+        text_config=dict(tower, vocab_size=49408, max_position_embeddings=77),
+        vision_config=dict(tower, image_size=image_size, patch_size=patch_size),
+        projection_dim=projection_dim,
+    )
+    clip = CLIPModel(config)
+    directory = Path(directory)
+    clip.save_pretrained(directory)
+    for name in ("vocab.json", "merges.txt"):
+        shutil.copy(CLIP_TOKENIZER / name, directory / name)
+    return directory, clip
+
+
+def png_bytes_of(image) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def write_lmdb(path, samples) -> None:
+    """Write an STR-format LMDB: `samples` is a list of (image bytes or None, label str/bytes or None)."""
+    import lmdb
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    env = lmdb.open(str(path), map_size=1 << 24)
+    with env.begin(write=True) as txn:
+        for index, (image, label) in enumerate(samples, start=1):
+            if image is not None:
+                txn.put(b"image-%09d" % index, image)
+            if label is not None:
+                txn.put(b"label-%09d" % index, label.encode() if isinstance(label, str) else label)
+        txn.put(b"num-samples", str(len(samples)).encode())
+    env.close()

@@ -2,29 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
-
 import torch
-from transformers import CLIPConfig, CLIPModel
 
-from conftest import CLIP_TOKENIZER, make_processor, word_image
+from conftest import make_processor, tiny_clip_directory, word_image
 
 
 def _tiny_clip_directory(tmp_path):
-    torch.manual_seed(0)
-    config = CLIPConfig(
-        text_config=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
-                         vocab_size=49408, max_position_embeddings=77),
-        vision_config=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
-                           image_size=32, patch_size=8),
-        projection_dim=48,
-    )
-    clip = CLIPModel(config)
-    directory = tmp_path / "tiny-clip"
-    clip.save_pretrained(directory)
-    for name in ("vocab.json", "merges.txt"):
-        shutil.copy(CLIP_TOKENIZER / name, directory / name)
-    return directory, clip
+    return tiny_clip_directory(tmp_path / "tiny-clip")
 
 
 def test_towers_hold_the_clip_weights(tmp_path):

@@ -40,7 +40,7 @@ from modeling_clip4str import (  # noqa: E402
     CLIP4STRTokenizer,
 )
 from training.data import STRDataCollator, build_train_dataset, load_str_dataset, LabelPreprocessor  # noqa: E402
-from training.trainer import CLIP4STRTrainer, DataStatsCallback  # noqa: E402
+from training.trainer import CLIP4STRTrainer  # noqa: E402
 
 logger = logging.getLogger("run_str")
 
@@ -127,7 +127,27 @@ class STRTrainingArguments(Seq2SeqTrainingArguments):
     warmup_ratio: float = field(default=0.075, metadata={"help": "Share of steps spent warming up."})
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep raw columns for the collator."})
     predict_with_generate: bool = field(default=True, metadata={"help": "Evaluate with generate."})
-    report_to: str | list[str] = field(default="none", metadata={"help": "Loggers to report to."})
+    use_cpu: bool | None = field(
+        default=None,
+        metadata={"help": "Train on the CPU (default: when no GPU is present), also with several processes over gloo."},
+    )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Start afresh even if output_dir holds checkpoints (by default the last one is resumed)."},
+    )
+
+    def __post_init__(self):
+        # Decided before the Trainer sets up its processes: several CPU processes need the CPU (gloo) setup.
+        if self.use_cpu is None:
+            self.use_cpu = _no_accelerator()
+        super().__post_init__()
+
+
+def _no_accelerator() -> bool:
+    if os.environ.get("ACCELERATE_USE_CPU", "false").lower() in ("1", "true", "yes"):
+        return True
+    mps = getattr(torch.backends, "mps", None)
+    return not (torch.cuda.is_available() or (mps is not None and mps.is_available()))
 
 
 def parse_arguments():
@@ -180,12 +200,14 @@ def main():
         handlers=[logging.StreamHandler(sys.stdout)],
     )
     level = training_args.get_process_log_level()
-    logger.setLevel(level)
+    # This script's own messages (what it loads, where it resumes) are worth seeing on the main process.
+    logger.setLevel(logging.INFO if training_args.should_log else level)
+    logging.getLogger("training").setLevel(logging.INFO if training_args.should_log else level)
     datasets.utils.logging.set_verbosity(level)
     transformers.utils.logging.set_verbosity(level)
-    if not data_args.train_datasets and training_args.do_train is not False:
-        raise ValueError("Give at least one --train_datasets source.")
-    if training_args.max_steps <= 0 and data_args.streaming:
+    if not data_args.train_datasets and not data_args.eval_datasets:
+        raise ValueError("Give --train_datasets (to train) and/or --eval_datasets (to evaluate).")
+    if data_args.train_datasets and training_args.max_steps <= 0 and data_args.streaming:
         raise ValueError("Streamed training data has no length: give --max_steps.")
     set_seed(training_args.seed)
 
@@ -208,18 +230,20 @@ def main():
         remove_whitespace=data_args.remove_whitespace,
         normalize_unicode=data_args.normalize_unicode,
     )
-    train_dataset = build_train_dataset(
-        data_args.train_datasets,
-        weights=data_args.train_weights,
-        charset=config.charset,
-        image_column=data_args.image_column,
-        text_column=data_args.text_column,
-        split=data_args.train_split,
-        streaming=data_args.streaming,
-        seed=training_args.seed,
-        shuffle_buffer_size=data_args.shuffle_buffer_size,
-        **label_options,
-    )
+    train_dataset = None
+    if data_args.train_datasets:
+        train_dataset = build_train_dataset(
+            data_args.train_datasets,
+            weights=data_args.train_weights,
+            charset=config.charset,
+            image_column=data_args.image_column,
+            text_column=data_args.text_column,
+            split=data_args.train_split,
+            streaming=data_args.streaming,
+            seed=training_args.seed,
+            shuffle_buffer_size=data_args.shuffle_buffer_size,
+            **label_options,
+        )
     eval_dataset = None
     if data_args.eval_datasets:
         eval_dataset = build_train_dataset(
@@ -259,17 +283,18 @@ def main():
         eval_data_collator=eval_collator,
         processing_class=processor,
         compute_metrics=compute_metrics if eval_dataset is not None else None,
-        callbacks=[DataStatsCallback(train_collator)],
+        data_sources=data_args.train_datasets,
+        base_model=model_args.model_name_or_path or model_args.clip_model_name_or_path,
     )
 
-    if training_args.do_train or not training_args.do_eval:
+    if train_dataset is not None:
         checkpoint = training_args.resume_from_checkpoint or last_checkpoint
         result = trainer.train(resume_from_checkpoint=checkpoint)
         trainer.save_model()
         trainer.log_metrics("train", result.metrics)
         trainer.save_metrics("train", result.metrics)
         trainer.save_state()
-    if eval_dataset is not None and (training_args.do_eval or training_args.eval_strategy != "no"):
+    if eval_dataset is not None:
         metrics = trainer.evaluate()
         trainer.log_metrics("eval", metrics)
         trainer.save_metrics("eval", metrics)
@@ -280,7 +305,8 @@ def main():
         )
     if training_args.should_save:
         with open(os.path.join(training_args.output_dir, "run_str_args.json"), "w") as handle:
-            json.dump({"model": vars(model_args), "data": vars(data_args)}, handle, indent=2, default=str)
+            record = {"model": vars(model_args), "data": vars(data_args), "world_size": training_args.world_size}
+            json.dump(record, handle, indent=2, default=str)
 
 
 def _decode(processor, ids) -> list[str]:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
 import os
 
 import torch
 from torch.utils.data import DataLoader
-from transformers import Seq2SeqTrainer, TrainerCallback
+from transformers import Seq2SeqTrainer
 from transformers.trainer_pt_utils import nested_detach
 
 # Parameters the reference never decays: gains, biases and other vectors, and the decoders' token embeddings and
@@ -68,9 +67,27 @@ class CLIP4STRTrainer(Seq2SeqTrainer):
     `eval_data_collator` (no augmentation) is used for evaluation, `data_collator` for training.
     """
 
-    def __init__(self, *args, eval_data_collator=None, **kwargs):
+    def __init__(self, *args, eval_data_collator=None, data_sources=None, base_model=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.eval_data_collator = eval_data_collator or self.data_collator
+        self.data_sources = list(data_sources or [])
+        self.base_model = base_model
+
+    def create_model_card(self, *args, tags=None, **kwargs):
+        """README.md for the Hub: what was trained on what, with which settings, and the last evaluation."""
+        if not self.is_world_process_zero():
+            return
+        from training.model_card import render_model_card
+
+        eval_metrics = {}
+        for entry in self.state.log_history:
+            eval_metrics.update({key: value for key, value in entry.items() if key.startswith("eval_")})
+        card = render_model_card(
+            self.accelerator.unwrap_model(self.model), self.args, self.data_sources, eval_metrics or None,
+            base_model=self.base_model, tags=list(tags or []),
+        )
+        with open(os.path.join(self.args.output_dir, "README.md"), "w", encoding="utf-8") as handle:
+            handle.write(card)
 
     # --- optimisation -------------------------------------------------------------------------------------------------
     def create_optimizer(self, model=None):
@@ -99,6 +116,14 @@ class CLIP4STRTrainer(Seq2SeqTrainer):
             return self.lr_scheduler
         return super().create_scheduler(num_training_steps, optimizer)
 
+    def log(self, logs: dict, *args, **kwargs) -> None:
+        """Adds the training collator's counts (kept examples, undecodable images, dropped labels) to every log
+        entry, so they reach the console, the trackers and `trainer_state.json`."""
+        stats = getattr(self.data_collator, "stats", None)
+        if stats and "loss" in logs:
+            logs = {**logs, **{f"data/{reason}": count for reason, count in sorted(stats.items())}}
+        super().log(logs, *args, **kwargs)
+
     # --- evaluation ---------------------------------------------------------------------------------------------------
     def get_eval_dataloader(self, eval_dataset=None) -> DataLoader:
         training_collator = self.data_collator
@@ -118,26 +143,3 @@ class CLIP4STRTrainer(Seq2SeqTrainer):
         with torch.no_grad():
             sequences = unwrapped.generate(pixel_values=inputs["pixel_values"])
         return None, nested_detach(sequences), labels
-
-
-class DataStatsCallback(TrainerCallback):
-    """Adds the collator's skip counts (undecodable images, dropped labels) to the training logs."""
-
-    def __init__(self, collator):
-        self.collator = collator
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        stats = getattr(self.collator, "stats", None)
-        if logs is not None and stats:
-            for reason, count in stats.items():
-                logs[f"data/{reason}"] = count
-
-
-def steps_for_epochs(num_samples: int, epochs: float, args) -> int:
-    """Optimiser steps for `epochs` passes over `num_samples` (streamed data has no length of its own)."""
-    per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * max(1, args.world_size)
-    return max(1, math.ceil(num_samples * epochs / per_step))
-
-
-def is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
