@@ -1,0 +1,132 @@
+"""The synthetic word dataset of the offline demo (training/synth.py) and the prediction grid (training/visualize.py)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from training.synth import (
+    DEFAULT_CHARSET,
+    available_fonts,
+    font_covers,
+    generate_dataset,
+    main,
+    matplotlib_font_dir,
+    render_word,
+    sample_split_words,
+)
+from training.visualize import save_prediction_grid
+
+
+@pytest.fixture(scope="module")
+def small_dataset(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synth") / "data"
+    summary = generate_dataset(out, num_train=60, num_test=20, seed=3, workers=2, shard_rows=25)
+    return out, summary
+
+
+def test_fonts_cover_the_charset_and_skip_symbol_fonts():
+    fonts = {Path(path).name for path in available_fonts()}
+    assert "DejaVuSans.ttf" in fonts and "DejaVuSerif-Bold.ttf" in fonts and "STIXGeneral.ttf" in fonts
+    # Symbol fonts map ASCII codes to other glyphs; LastResort draws placeholder boxes; cmmi10's old-style 0 is an o.
+    for name in ("cmsy10.ttf", "cmex10.ttf", "LastResortHE-Regular.ttf", "STIXSizOneSymReg.ttf", "cmmi10.ttf",
+                 "DejaVuSansDisplay.ttf"):
+        assert name not in fonts
+        assert not font_covers(matplotlib_font_dir() / name, DEFAULT_CHARSET)
+
+
+def test_render_word_is_deterministic_and_sized():
+    first = render_word("hello42", seed=7, image_height=32, image_width=128)
+    again = render_word("hello42", seed=7, image_height=32, image_width=128)
+    other = render_word("hello42", seed=8, image_height=32, image_width=128)
+    assert first.size == (128, 32) and first.mode == "RGB"
+    assert np.array_equal(np.asarray(first), np.asarray(again))
+    assert not np.array_equal(np.asarray(first), np.asarray(other))
+    assert render_word("ab", seed=0, image_height=48, image_width=96).size == (96, 48)
+    # Text is visible: the image is not flat.
+    assert np.asarray(render_word("mmm", seed=1, augment=0.0)).std() > 10
+
+
+def test_split_words_are_held_out_and_within_bounds():
+    # 117 possible words, 60 of them held out: the training draws must reject many collisions.
+    train, test = sample_split_words(3000, 60, charset="abc", min_len=2, max_len=4, seed=1, kind="random")
+    assert len(train) == 3000 and len(test) == 60 == len(set(test))
+    assert not set(train) & set(test)  # dense space: many collisions were rejected
+    assert all(2 <= len(word) <= 4 and set(word) <= set("abc") for word in train + test)
+    pseudo_train, _ = sample_split_words(200, 50, seed=0, kind="pseudo")
+    assert all(3 <= len(word) <= 10 and set(word) <= set(DEFAULT_CHARSET) for word in pseudo_train)
+    reused, held = sample_split_words(100, 10, seed=0, num_train_words=20)
+    assert len(set(reused)) == 20 and not set(reused) & set(held)
+    with pytest.raises(ValueError):
+        sample_split_words(10, 100, charset="ab", min_len=1, max_len=2)  # only 6 words exist
+
+
+def test_dataset_loads_with_datasets(small_dataset):
+    from datasets import load_dataset
+
+    out, summary = small_dataset
+    assert len(list((out / "train").glob("*.parquet"))) == 3  # 60 rows in shards of 25
+    data = load_dataset("parquet", data_dir=str(out))
+    assert set(data) == {"train", "test"}
+    assert data["train"].num_rows == 60 and data["test"].num_rows == 20
+    row = data["test"][0]
+    assert isinstance(row["image"], Image.Image) and row["image"].size == (128, 32)
+    row["image"].load()
+    assert not set(data["train"]["text"]) & set(data["test"]["text"])
+    by_files = load_dataset("parquet", data_files={"test": str(out / "test" / "*.parquet")})["test"]
+    assert by_files["text"] == data["test"]["text"]
+    assert json.loads((out / "synth_config.json").read_text())["num_train"] == 60 == summary["num_train"]
+
+
+def test_generation_is_deterministic_whatever_the_workers(small_dataset, tmp_path):
+    import pyarrow.parquet as pq
+
+    out, _ = small_dataset
+    again = tmp_path / "again"
+    generate_dataset(again, num_train=60, num_test=20, seed=3, workers=1, shard_rows=25)
+    for split in ("train", "test"):
+        for first, second in zip(sorted((out / split).glob("*.parquet")), sorted((again / split).glob("*.parquet"))):
+            assert first.name == second.name
+            assert pq.read_table(first).equals(pq.read_table(second))
+    different = tmp_path / "different"
+    generate_dataset(different, num_train=0, num_test=20, seed=4, workers=1)
+    assert pq.read_table(next((different / "test").glob("*.parquet")))["text"].to_pylist() != \
+        pq.read_table(next((out / "test").glob("*.parquet")))["text"].to_pylist()
+
+
+def test_command_line(tmp_path):
+    from datasets import load_dataset
+
+    out = tmp_path / "cli"
+    main([str(out), "--num-train", "8", "--num-test", "4", "--charset", "0123456789", "--min-len", "2",
+          "--max-len", "4", "--image-height", "24", "--image-width", "64", "--workers", "1", "--words", "random"])
+    test = load_dataset("parquet", data_files={"test": str(out / "test" / "*.parquet")})["test"]
+    assert test.num_rows == 4
+    assert all(word.isdigit() and 2 <= len(word) <= 4 for word in test["text"])
+    assert test[0]["image"].size == (64, 24)
+
+
+def test_prediction_grid(tmp_path):
+    images = [render_word(word, seed=i) for i, word in enumerate(["abc", "hello", "x9y", "demo", "str"])]
+    path = tmp_path / "grid" / "predictions.png"
+    grid = save_prediction_grid(images, ["abc", "hello", "x9y", "demo", "str"], ["abc", "hallo", "X9Y", "", "str"],
+                                [0.99, 0.41, 0.9, 0.05, 0.87], path, columns=2, cell_width=200)
+    assert path.is_file()
+    with Image.open(path) as saved:
+        assert saved.format == "PNG"
+        assert saved.size == grid.size
+        assert saved.width == 2 * 200
+        # 5 images in 2 columns: 3 rows of equal height.
+        assert saved.height % 3 == 0
+        pixels = np.asarray(saved.convert("RGB")).reshape(-1, 3)
+    # Both verdict colours are drawn (a correct and a wrong reading).
+    assert ((pixels[:, 1] > 100) & (pixels[:, 0] < 60)).any()
+    assert ((pixels[:, 0] > 180) & (pixels[:, 1] < 60)).any()
+    with pytest.raises(ValueError):
+        save_prediction_grid(images, ["a"], ["a"], None, tmp_path / "bad.png")
