@@ -21,6 +21,7 @@ from .permutations_clip4str import cloze_mask, permutation_masks, sample_permuta
 logger = logging.get_logger(__name__)
 
 CAPTION_TOKENIZER_FOLDER = "caption_tokenizer"
+_CAPTION_CACHE_SIZE = 100_000
 PIPELINE_FILE = "pipeline_clip4str.py"
 # Written into config.json so that `pipeline("image-to-text", model=DIR, trust_remote_code=True)` finds the pipeline
 # (the copy of PIPELINE_FILE saved beside the weights).
@@ -186,10 +187,10 @@ class CLIP4STRForSceneTextRecognition(CLIP4STRPreTrainedModel, GenerationMixin):
         """
         tokenizer = self._require_caption_tokenizer()
         context = self.config.context_length
+        if len(self._caption_cache) > _CAPTION_CACHE_SIZE:  # bound the memory; emptied before this batch's lookups
+            self._caption_cache.clear()
         new = [text for text in dict.fromkeys(texts) if text not in self._caption_cache]
         if new:
-            if len(self._caption_cache) > 100_000:
-                self._caption_cache.clear()
             for text, ids in zip(new, tokenizer(new, add_special_tokens=True)["input_ids"]):
                 if len(ids) > context:
                     ids = ids[:context]

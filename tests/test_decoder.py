@@ -162,3 +162,15 @@ def test_cached_text_tower_equals_the_transformers_text_model(caption_tokenizer)
         updated = model._caption_state(changed, torch.device("cpu"), previous=state)
         assert (updated.memory - model.encode_text(model.tokenize_captions(changed))).abs().max() < 1e-5
         assert model._caption_state(changed, torch.device("cpu"), previous=updated) is updated
+
+
+def test_caption_cache_overflow_keeps_the_batch_consistent(caption_tokenizer, monkeypatch):
+    import modeling_clip4str.modeling_clip4str as modeling
+
+    model = make_model(caption_tokenizer, seed=10)
+    monkeypatch.setattr(modeling, "_CAPTION_CACHE_SIZE", 2)
+    expected = {text: model.tokenize_captions([text])[0] for text in ["ab", "cd", "ef", "gh"]}
+    for batch in (["ab", "cd", "ef"], ["ab", "gh", "cd", "ef"], ["gh"]):
+        rows = model.tokenize_captions(batch)
+        for text, row in zip(batch, rows):
+            assert torch.equal(row, expected[text])

@@ -108,6 +108,11 @@ class DataArguments:
         default=None, metadata={"help": "NFKD-fold labels to ASCII (default: only for ASCII charsets)."}
     )
     shuffle_buffer_size: int = field(default=10_000, metadata={"help": "Shuffle buffer of streamed training data."})
+    eval_charset: str | None = field(
+        default=None,
+        metadata={"help": "Characters compared in validation (default: the 36-character benchmark protocol when the "
+                  "model's charset holds it, else the model's charset)."},
+    )
 
 
 @dataclass
@@ -268,10 +273,14 @@ def main():
 
     from training.protocol import compute_str_metrics
 
+    eval_charset = data_args.eval_charset
+    if eval_charset is None:
+        eval_charset = CHARSET_36 if set(CHARSET_36) <= set(config.charset.lower()) else config.charset
+
     def compute_metrics(prediction):
         predictions = _decode(processor, prediction.predictions)
         references = _decode(processor, prediction.label_ids)
-        metrics = compute_str_metrics(predictions, references, charset=config.charset)
+        metrics = compute_str_metrics(predictions, references, charset=eval_charset)
         return {"word_accuracy": metrics["accuracy"], "one_minus_ned": metrics["one_minus_ned"]}
 
     trainer = CLIP4STRTrainer(
