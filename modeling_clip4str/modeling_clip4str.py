@@ -136,7 +136,6 @@ class CLIP4STRForSceneTextRecognition(CLIP4STRPreTrainedModel, GenerationMixin):
         self.batch_permutations = True
         self.caption_tokenizer = None
         self._caption_cache: dict[str, list[int]] = {}
-        self._prepare_caption_charset()
         self.post_init()
         self.freeze_text_layers(config.num_frozen_text_layers)
         if caption_tokenizer is not None:
@@ -147,14 +146,6 @@ class CLIP4STRForSceneTextRecognition(CLIP4STRPreTrainedModel, GenerationMixin):
         """Use `tokenizer` (a CLIP BPE tokenizer, e.g. `CLIPTokenizer`) to turn predictions into captions."""
         self.caption_tokenizer = tokenizer
         self._caption_cache = {}
-
-    def _prepare_caption_charset(self) -> None:
-        caption_charset = self.config.caption_charset
-        # Which characters survive as caption text, decided once: the reference lower-cases (or upper-cases) the
-        # whole word when the caption charset has a single case, then drops what the caption charset lacks.
-        self._caption_lowercase = caption_charset == caption_charset.lower()
-        self._caption_uppercase = not self._caption_lowercase and caption_charset == caption_charset.upper()
-        self._caption_allowed = set(caption_charset)
 
     def _require_caption_tokenizer(self):
         if self.caption_tokenizer is None:
@@ -170,15 +161,20 @@ class CLIP4STRForSceneTextRecognition(CLIP4STRPreTrainedModel, GenerationMixin):
         ids = logits.argmax(-1)
         is_end = ids == self.config.eos_token_id
         lengths = torch.where(is_end.any(-1), is_end.int().argmax(-1), ids.shape[1]).tolist()
-        charset = self.config.charset
+        charset, caption_charset = self.config.charset, self.config.caption_charset
+        # As the reference: lower-case (or upper-case) the whole word when the caption charset has a single case,
+        # then drop what the caption charset lacks.
+        lowercase = caption_charset == caption_charset.lower()
+        uppercase = not lowercase and caption_charset == caption_charset.upper()
+        allowed = set(caption_charset)
         texts = []
         for row, length in zip(ids.tolist(), lengths):
             text = "".join(charset[index - 1] for index in row[:length])
-            if self._caption_lowercase:
+            if lowercase:
                 text = text.lower()
-            elif self._caption_uppercase:
+            elif uppercase:
                 text = text.upper()
-            texts.append("".join(char for char in text if char in self._caption_allowed))
+            texts.append("".join(char for char in text if char in allowed))
         return texts
 
     def tokenize_captions(self, texts: list[str]) -> torch.LongTensor:

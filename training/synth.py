@@ -42,6 +42,8 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 DEFAULT_CHARSET = "0123456789abcdefghijklmnopqrstuvwxyz"
 SHARD_ROWS = 20_000
+LAYOUTS = ("tight", "left", "free")
+COLOR_MODES = ("random", "dark-on-light", "plain")
 
 # Adobe glyph names of ASCII characters whose name is not the character itself.
 _ASCII_GLYPH_NAMES = {
@@ -240,14 +242,21 @@ def _luminance(color) -> float:
     return 0.299 * r + 0.587 * g + 0.114 * b
 
 
-def _contrasting_colors(rng: np.random.Generator, min_contrast: float):
-    """Background and text colours whose luminances differ by at least `min_contrast` (0..1)."""
+def _contrasting_colors(rng: np.random.Generator, min_contrast: float, colors: str = "random"):
+    """Background and text colours whose luminances differ by at least `min_contrast` (0..1).
+
+    `colors`: "random" (any hues, either polarity), "dark-on-light" (any hues, text darker than the background),
+    "plain" (near-black text on a near-white background)."""
+    if colors == "plain":
+        return (int(rng.integers(225, 256)),) * 3, (int(rng.integers(0, 40)),) * 3
     for _ in range(100):
         background = tuple(int(v) for v in rng.integers(0, 256, size=3))
         if rng.random() < 0.3:  # plenty of plain light / dark backgrounds too
             grey = int(rng.integers(0, 50)) if rng.random() < 0.3 else int(rng.integers(200, 256))
             background = (grey, grey, grey)
         foreground = tuple(int(v) for v in rng.integers(0, 256, size=3))
+        if colors == "dark-on-light" and _luminance(foreground) > _luminance(background):
+            background, foreground = foreground, background
         if abs(_luminance(background) - _luminance(foreground)) >= min_contrast:
             return background, foreground
     lum = _luminance(background)
@@ -278,6 +287,8 @@ def render_word(
     image_width: int = 128,
     augment: float = 1.0,
     min_contrast: float = 0.35,
+    layout: str = "tight",
+    colors: str = "random",
 ) -> Image.Image:
     """Render `text` as an RGB word crop of `image_width` x `image_height`.
 
@@ -290,6 +301,8 @@ def render_word(
     """
     if not text:
         raise ValueError("Cannot render an empty word.")
+    if layout not in LAYOUTS:
+        raise ValueError(f"Unknown layout {layout!r}; use one of {', '.join(LAYOUTS)}.")
     if rng is None:
         rng = np.random.default_rng(seed)
     if font is None:
@@ -297,7 +310,9 @@ def render_word(
             needed = DEFAULT_CHARSET if set(text) <= set(DEFAULT_CHARSET) else "".join(sorted(set(text)))
             fonts = available_fonts(needed)
         font = fonts[int(rng.integers(len(fonts)))]
-    background, foreground = _contrasting_colors(rng, min_contrast)
+    if colors not in COLOR_MODES:
+        raise ValueError(f"Unknown colors {colors!r}; use one of {', '.join(COLOR_MODES)}.")
+    background, foreground = _contrasting_colors(rng, min_contrast, colors)
 
     # Draw large on a roomy canvas, then crop to the ink: the output resolution comes from the final resize.
     size = int(rng.integers(30, 46))
@@ -328,6 +343,11 @@ def render_word(
         mask = mask.rotate(angle, resample=Image.Resampling.BILINEAR, expand=False)
 
     box = mask.getbbox() or (0, 0, mask.size[0], mask.size[1])
+    if layout != "tight":
+        # Vertical extent from the font's ascender-to-descender height, not the word's ink, so that every word of a
+        # font is drawn at the same scale whatever letters it has.
+        _, ref_top, _, ref_bottom = pil_font.getbbox("bdfhklgjpqy0")
+        box = (box[0], min(box[1], margin_y - top + ref_top), box[2], max(box[3], margin_y - top + ref_bottom))
     ink_w, ink_h = box[2] - box[0], box[3] - box[1]
     # Random padding around the ink (fractions of the ink height), more on the long side for short words.
     pad = lambda low, high: int(round(rng.uniform(low, high) * ink_h))  # noqa: E731
@@ -336,9 +356,13 @@ def render_word(
     crop_h = ink_h + pad_top + pad_bottom
     target_aspect = image_width / image_height
     crop_w = ink_w + pad_left + pad_right
-    if crop_w < target_aspect * crop_h:  # short word: widen by a random part of the gap (stretching the rest)
-        extra = int((target_aspect * crop_h - crop_w) * rng.uniform(0.0, 1.0))
-        share = rng.uniform()
+    if crop_w < target_aspect * crop_h:
+        # Short word. "tight": widen by a random part of the gap (the rest is stretched), word anywhere;
+        # "left": fill the whole gap on the right (no stretching, the word starts near the left edge);
+        # "free": fill the whole gap, the word anywhere.
+        gap = target_aspect * crop_h - crop_w
+        extra = int(gap * rng.uniform(0.0, 1.0)) if layout == "tight" else int(round(gap))
+        share = 0.0 if layout == "left" else rng.uniform()
         pad_left += int(extra * share)
         pad_right += extra - int(extra * share)
     crop = (box[0] - pad_left, box[1] - pad_top, box[2] + pad_right, box[3] + pad_bottom)
@@ -371,17 +395,16 @@ def _png_bytes(image: Image.Image) -> bytes:
 
 
 def _render_chunk(job) -> list[bytes]:
-    words, seed, split_id, start, fonts, height, width, augment = job
+    words, seed, split_id, start, fonts, style = job
     out = []
     for offset, word in enumerate(words):
         rng = np.random.default_rng([seed, split_id, start + offset])
-        out.append(_png_bytes(render_word(word, rng=rng, fonts=fonts, image_height=height, image_width=width,
-                                          augment=augment)))
+        out.append(_png_bytes(render_word(word, rng=rng, fonts=fonts, **style)))
     return out
 
 
-def _render_all(words, seed, split_id, fonts, height, width, augment, workers, chunk=500):
-    jobs = [(words[i:i + chunk], seed, split_id, i, fonts, height, width, augment) for i in range(0, len(words), chunk)]
+def _render_all(words, seed, split_id, fonts, style, workers, chunk=500):
+    jobs = [(words[i:i + chunk], seed, split_id, i, fonts, style) for i in range(0, len(words), chunk)]
     if workers <= 1 or len(jobs) <= 1:
         results = [_render_chunk(job) for job in jobs]
     else:
@@ -432,6 +455,9 @@ def generate_dataset(
     num_train_words: int | None = None,
     augment: float = 1.0,
     test_augment: float | None = None,
+    layout: str = "tight",
+    colors: str = "random",
+    fonts: Sequence[str] | None = None,
     workers: int | None = None,
     shard_rows: int = SHARD_ROWS,
     verbose: bool = False,
@@ -445,7 +471,16 @@ def generate_dataset(
     start = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    fonts = available_fonts(charset)
+    usable = available_fonts(charset)
+    if fonts:
+        # Names or name fragments ("DejaVuSans", "Mono"), or paths of other TrueType fonts.
+        chosen = [path for path in usable if any(Path(path).stem.startswith(f) or f in Path(path).stem
+                                                  for f in fonts if not os.path.isfile(f))]
+        chosen += [f for f in fonts if os.path.isfile(f) and font_covers(f, charset)]
+        if not chosen:
+            raise ValueError(f"None of the fonts {list(fonts)} can render the charset.")
+        usable = tuple(sorted(set(chosen)))
+    fonts = usable
     train_words, test_words = sample_split_words(
         num_train, num_test, charset, min_len, max_len, seed, words, num_train_words
     )
@@ -455,7 +490,7 @@ def generate_dataset(
         "num_train": num_train, "num_test": num_test, "charset": charset, "min_len": min_len, "max_len": max_len,
         "seed": seed, "image_height": image_height, "image_width": image_width, "words": words,
         "num_train_words": num_train_words, "distinct_train_words": len(set(train_words)),
-        "augment": augment, "test_augment": test_augment,
+        "augment": augment, "test_augment": test_augment, "layout": layout, "colors": colors,
         "fonts": [Path(f).name for f in fonts],
     }
     for split_id, (split, split_words, split_augment) in enumerate(
@@ -464,7 +499,9 @@ def generate_dataset(
         if not split_words:
             continue
         t0 = time.perf_counter()
-        images = _render_all(split_words, seed, split_id, fonts, image_height, image_width, split_augment, workers)
+        style = dict(image_height=image_height, image_width=image_width, augment=split_augment, layout=layout,
+                     colors=colors)
+        images = _render_all(split_words, seed, split_id, fonts, style, workers)
         summary[f"{split}_files"] = [Path(p).name for p in _write_split(out, split, images, split_words, shard_rows)]
         if verbose:
             print(f"{split}: {len(split_words)} images in {time.perf_counter() - t0:.1f}s", flush=True)
@@ -492,13 +529,20 @@ def main(argv: Sequence[str] | None = None) -> dict:
                         help="distinct training words to cycle through (default: a fresh word per image)")
     parser.add_argument("--augment", type=float, default=1.0, help="distortion strength in [0, 1]")
     parser.add_argument("--test-augment", type=float, default=None, help="for the test split (default: --augment)")
+    parser.add_argument("--layout", choices=LAYOUTS, default="tight",
+                        help="tight: crop to the word (short words partly stretched); left: no stretching, word at "
+                             "the left; free: no stretching, word anywhere")
+    parser.add_argument("--colors", choices=COLOR_MODES, default="random",
+                        help="random hues and polarity; dark text on lighter backgrounds; or near-black on white")
+    parser.add_argument("--fonts", nargs="+", default=None,
+                        help="restrict to these fonts (names or name fragments of matplotlib's fonts, or .ttf paths)")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: CPU count)")
     args = parser.parse_args(argv)
     summary = generate_dataset(
         args.out_dir, args.num_train, args.num_test, charset=args.charset, min_len=args.min_len,
         max_len=args.max_len, seed=args.seed, image_height=args.image_height, image_width=args.image_width,
         words=args.words, num_train_words=args.num_train_words, augment=args.augment,
-        test_augment=args.test_augment, workers=args.workers, verbose=True,
+        test_augment=args.test_augment, layout=args.layout, colors=args.colors, fonts=args.fonts, workers=args.workers, verbose=True,
     )
     print(f"Wrote {args.num_train} train / {args.num_test} test images to {args.out_dir} "
           f"in {summary['seconds']:.1f}s ({len(summary['fonts'])} fonts).")
