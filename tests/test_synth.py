@@ -130,3 +130,67 @@ def test_prediction_grid(tmp_path):
     assert ((pixels[:, 0] > 180) & (pixels[:, 1] < 60)).any()
     with pytest.raises(ValueError):
         save_prediction_grid(images, ["a"], ["a"], None, tmp_path / "bad.png")
+
+
+def test_render_options():
+    plain = np.asarray(render_word("abc123", seed=0, colors="plain", augment=0.0, layout="left"))
+    assert plain.mean() > 150  # dark text on a near-white background
+    for layout in ("tight", "left", "free"):
+        for colors in ("random", "dark-on-light", "plain"):
+            assert render_word("word", seed=1, layout=layout, colors=colors).size == (128, 32)
+    # "left": a short word leaves the right side blank (no stretching).
+    left = np.asarray(render_word("ab", seed=2, colors="plain", augment=0.0, layout="left").convert("L"))
+    assert left[:, -40:].min() > 150 and left[:, :40].min() < 100
+    with pytest.raises(ValueError):
+        render_word("ab", seed=0, layout="diagonal")
+    with pytest.raises(ValueError):
+        render_word("ab", seed=0, colors="neon")
+    with pytest.raises(ValueError):
+        render_word("", seed=0)
+
+
+def test_font_selection(tmp_path):
+    summary = generate_dataset(tmp_path / "mono", num_train=4, num_test=2, fonts=["DejaVuSansMono"], workers=1)
+    assert summary["fonts"] and all(name.startswith("DejaVuSansMono") for name in summary["fonts"])
+    with pytest.raises(ValueError):
+        generate_dataset(tmp_path / "none", num_train=4, num_test=2, fonts=["cmsy10"], workers=1)
+
+
+def test_demo_random_clip_loads_with_from_clip(tmp_path):
+    """The demo's CLIP (random weights, byte-level BPE tokenizer written offline) is a valid `from_clip` start."""
+    import torch
+
+    from modeling_clip4str import CHARSET_36, CLIP4STRForSceneTextRecognition
+    from training import demo
+
+    clip_dir = demo.random_clip(tmp_path / "random-clip", seed=0)
+    model = CLIP4STRForSceneTextRecognition.from_clip(str(clip_dir), charset=CHARSET_36, max_label_length=8,
+                                                      decoder_num_heads=2)
+    assert model.config.vision_config.image_size == demo.CLIP["image_size"]
+    assert model.config.projection_dim == demo.CLIP["projection_dim"]
+    tokenizer = model.caption_tokenizer
+    ids = model.tokenize_captions(["hello"])[0].tolist()
+    # start token, one token per byte (the last one word-final), end token
+    assert ids[0] == tokenizer.bos_token_id and ids[6] == tokenizer.eos_token_id
+    assert tokenizer.convert_ids_to_tokens(ids[1:6]) == ["h", "e", "l", "l", "o</w>"]
+    # the sine-cosine position table: the class token at zero, distinct rows for distinct patches
+    table = model.vision_model.embeddings.position_embedding.weight
+    assert torch.all(table[0] == 0) and torch.unique(table[1:], dim=0).shape[0] == table.shape[0] - 1
+
+
+def test_sincos_table():
+    from training.demo import sincos_2d
+
+    table = sincos_2d(8, 3)
+    assert table.shape == (9, 8)
+    # patches in the same row share the row half; in the same column, the column half
+    assert torch_equal(table[0, :4], table[2, :4]) and torch_equal(table[0, 4:], table[6, 4:])
+    assert not torch_equal(table[0, :4], table[3, :4])
+    with pytest.raises(ValueError):
+        sincos_2d(6, 3)
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))

@@ -263,11 +263,11 @@ def _contrasting_colors(rng: np.random.Generator, min_contrast: float, colors: s
     return background, ((0, 0, 0) if lum > 0.5 else (255, 255, 255))
 
 
-def _background(rng: np.random.Generator, size, color) -> Image.Image:
+def _background(rng: np.random.Generator, size, color, gradients: bool = True) -> Image.Image:
     width, height = size
     base = np.empty((height, width, 3), dtype=np.float32)
     base[:] = color
-    if rng.random() < 0.4:  # a soft linear gradient
+    if gradients and rng.random() < 0.4:  # a soft linear gradient
         direction = rng.normal(size=2)
         direction /= np.linalg.norm(direction) + 1e-6
         ys, xs = np.mgrid[0:height, 0:width]
@@ -368,9 +368,10 @@ def render_word(
     crop = (box[0] - pad_left, box[1] - pad_top, box[2] + pad_right, box[3] + pad_bottom)
     mask = mask.crop(crop)
 
-    image = _background(rng, mask.size, background)
+    plain = colors == "plain"
+    image = _background(rng, mask.size, background, gradients=not plain)
     ink = Image.new("RGB", mask.size, foreground)
-    if rng.random() < 0.15:  # a shadow or outline in a third colour
+    if not plain and rng.random() < 0.15:  # a shadow or outline in a third colour
         shadow_color = tuple(int(v) for v in rng.integers(0, 256, size=3))
         offset = int(rng.integers(1, 4))
         shadow = mask.transform(mask.size, Image.Transform.AFFINE, (1, 0, -offset, 0, 1, -offset))
@@ -396,10 +397,15 @@ def _png_bytes(image: Image.Image) -> bytes:
 
 def _render_chunk(job) -> list[bytes]:
     words, seed, split_id, start, fonts, style = job
+    style = dict(style)
+    easy_fraction = style.pop("easy_fraction", 0.0)
     out = []
     for offset, word in enumerate(words):
         rng = np.random.default_rng([seed, split_id, start + offset])
-        out.append(_png_bytes(render_word(word, rng=rng, fonts=fonts, **style)))
+        options = style
+        if easy_fraction and rng.random() < easy_fraction:  # a plain, undistorted rendering
+            options = {**style, "colors": "plain", "augment": 0.0}
+        out.append(_png_bytes(render_word(word, rng=rng, fonts=fonts, **options)))
     return out
 
 
@@ -457,6 +463,8 @@ def generate_dataset(
     test_augment: float | None = None,
     layout: str = "tight",
     colors: str = "random",
+    easy_fraction: float = 0.0,
+    test_easy_fraction: float | None = None,
     fonts: Sequence[str] | None = None,
     workers: int | None = None,
     shard_rows: int = SHARD_ROWS,
@@ -486,21 +494,25 @@ def generate_dataset(
     )
     workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
     test_augment = augment if test_augment is None else test_augment
+    test_easy_fraction = easy_fraction if test_easy_fraction is None else test_easy_fraction
+    if not (0.0 <= easy_fraction <= 1.0 and 0.0 <= test_easy_fraction <= 1.0):
+        raise ValueError("easy fractions must lie in [0, 1].")
     summary = {
         "num_train": num_train, "num_test": num_test, "charset": charset, "min_len": min_len, "max_len": max_len,
         "seed": seed, "image_height": image_height, "image_width": image_width, "words": words,
         "num_train_words": num_train_words, "distinct_train_words": len(set(train_words)),
         "augment": augment, "test_augment": test_augment, "layout": layout, "colors": colors,
+        "easy_fraction": easy_fraction, "test_easy_fraction": test_easy_fraction,
         "fonts": [Path(f).name for f in fonts],
     }
-    for split_id, (split, split_words, split_augment) in enumerate(
-        (("train", train_words, augment), ("test", test_words, test_augment))
+    for split_id, (split, split_words, split_augment, split_easy) in enumerate(
+        (("train", train_words, augment, easy_fraction), ("test", test_words, test_augment, test_easy_fraction))
     ):
         if not split_words:
             continue
         t0 = time.perf_counter()
         style = dict(image_height=image_height, image_width=image_width, augment=split_augment, layout=layout,
-                     colors=colors)
+                     colors=colors, easy_fraction=split_easy)
         images = _render_all(split_words, seed, split_id, fonts, style, workers)
         summary[f"{split}_files"] = [Path(p).name for p in _write_split(out, split, images, split_words, shard_rows)]
         if verbose:
@@ -534,6 +546,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
                              "the left; free: no stretching, word anywhere")
     parser.add_argument("--colors", choices=COLOR_MODES, default="random",
                         help="random hues and polarity; dark text on lighter backgrounds; or near-black on white")
+    parser.add_argument("--easy-fraction", type=float, default=0.0,
+                        help="share of training images rendered plain (near-black on white, no distortion)")
+    parser.add_argument("--test-easy-fraction", type=float, default=None,
+                        help="the same for the test split (default: --easy-fraction)")
     parser.add_argument("--fonts", nargs="+", default=None,
                         help="restrict to these fonts (names or name fragments of matplotlib's fonts, or .ttf paths)")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: CPU count)")
@@ -542,7 +558,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         args.out_dir, args.num_train, args.num_test, charset=args.charset, min_len=args.min_len,
         max_len=args.max_len, seed=args.seed, image_height=args.image_height, image_width=args.image_width,
         words=args.words, num_train_words=args.num_train_words, augment=args.augment,
-        test_augment=args.test_augment, layout=args.layout, colors=args.colors, fonts=args.fonts, workers=args.workers, verbose=True,
+        test_augment=args.test_augment, layout=args.layout, colors=args.colors, easy_fraction=args.easy_fraction,
+        test_easy_fraction=args.test_easy_fraction, fonts=args.fonts, workers=args.workers, verbose=True,
     )
     print(f"Wrote {args.num_train} train / {args.num_test} test images to {args.out_dir} "
           f"in {summary['seconds']:.1f}s ({len(summary['fonts'])} fonts).")
