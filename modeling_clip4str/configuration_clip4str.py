@@ -174,6 +174,13 @@ class CLIP4STRConfig(PreTrainedConfig):
     def pad_token_id(self) -> int:
         return len(self.charset) + 2
 
+    def get_text_config(self, decoder=None, encoder=None) -> "CLIP4STRConfig":
+        """The text this model reads and writes is its character sequence, which this config describes (charset,
+        `[E]` / `[B]` / `[P]` ids). `text_config` only configures the CLIP tower that encodes captions; handing it out
+        here would let `Trainer` and the generation utilities overwrite that tower's BPE token ids with character
+        ids."""
+        return self
+
     @property
     def num_classes(self) -> int:
         """Classes of the output heads: `[E]` and the charset (never `[B]` or `[P]`)."""

@@ -137,9 +137,17 @@ class CLIP4STRForSceneTextRecognition(CLIP4STRPreTrainedModel, GenerationMixin):
         self.caption_tokenizer = None
         self._caption_cache: dict[str, list[int]] = {}
         self.post_init()
+        self._align_generation_config()
         self.freeze_text_layers(config.num_frozen_text_layers)
         if caption_tokenizer is not None:
             self.set_caption_tokenizer(caption_tokenizer)
+
+    def _align_generation_config(self) -> None:
+        # `generate` is this class's own, but `Trainer` checks the generation config's special ids against the
+        # character tokenizer, and a saved `generation_config.json` should name the ids this model generates.
+        if getattr(self, "generation_config", None) is not None:
+            for name in ("eos_token_id", "bos_token_id", "pad_token_id"):
+                setattr(self.generation_config, name, getattr(self.config, name))
 
     # --- captions -------------------------------------------------------------------------------------------------
     def set_caption_tokenizer(self, tokenizer) -> None:
@@ -608,6 +616,7 @@ class CLIP4STRForSceneTextRecognition(CLIP4STRPreTrainedModel, GenerationMixin):
         hub_kwargs = {key: kwargs[key] for key in _HUB_KWARGS + ("subfolder",) if key in kwargs}
         model = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
         model.freeze_text_layers()  # loading replaces parameters, which resets `requires_grad`
+        model._align_generation_config()  # directories saved by earlier versions carry the CLIP tower's ids
         if caption_tokenizer is None:
             caption_tokenizer = _load_caption_tokenizer(pretrained_model_name_or_path, **hub_kwargs)
         if caption_tokenizer is not None:

@@ -149,3 +149,23 @@ def test_config_json_names_the_pipeline(converted_reference):
     for path in directory.glob("*.py"):
         for line in path.read_text().splitlines():
             assert "import modeling_clip4str" not in line and "from modeling_clip4str" not in line, path
+
+
+def test_trainer_token_alignment_leaves_the_text_tower_alone(tmp_path, caption_tokenizer):
+    """`Trainer` aligns the model's special ids with the processor's tokenizer; the character ids must already
+    agree, and the CLIP text tower's BPE ids must not be overwritten with them."""
+    from transformers.trainer_utils import align_special_tokens
+
+    from conftest import make_model, make_processor
+
+    model = make_model(caption_tokenizer)
+    text_ids = (model.config.text_config.bos_token_id, model.config.text_config.eos_token_id)
+    processor = make_processor(model.config, caption_tokenizer)
+    align_special_tokens(model, processor)
+    assert (model.config.text_config.bos_token_id, model.config.text_config.eos_token_id) == text_ids
+    tokenizer = processor.tokenizer
+    assert model.generation_config.eos_token_id == tokenizer.eos_token_id == model.config.eos_token_id
+    assert model.generation_config.pad_token_id == tokenizer.pad_token_id == model.config.pad_token_id
+    model.save_pretrained(tmp_path / "saved")
+    reloaded = type(model).from_pretrained(tmp_path / "saved")
+    assert reloaded.generation_config.bos_token_id == model.config.bos_token_id
