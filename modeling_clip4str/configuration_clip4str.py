@@ -64,6 +64,11 @@ class CLIP4STRConfig(PreTrainedConfig):
             The CLIP text tower. Defaults to the 12-layer, 512-wide CLIP text transformer.
         projection_dim (`int`, defaults to 512):
             The joint width `D`: both towers are projected to it and both decoders work at it.
+        input_size (`list[int]`, *optional*):
+            `[height, width]` of the images the model reads, when they differ from the vision tower's square
+            `image_size` (e.g. `[32, 128]` for word images): the tower's position table is then resized (bicubic) to
+            the `height / patch x width / patch` grid at every forward. Defaults to the square `image_size`, as the
+            released models use.
         decoder_num_heads (`int`, defaults to 8), decoder_mlp_ratio (`int`, defaults to 4),
         decoder_num_layers (`int`, defaults to 1), decoder_dropout (`float`, defaults to 0.1),
         decoder_layer_norm_eps (`float`, defaults to 1e-5):
@@ -99,6 +104,7 @@ class CLIP4STRConfig(PreTrainedConfig):
     vision_config: dict | CLIPVisionConfig | None = None
     text_config: dict | CLIPTextConfig | None = None
     projection_dim: int = 512
+    input_size: list[int] | None = None
     decoder_num_heads: int = 8
     decoder_mlp_ratio: int = 4
     decoder_num_layers: int = 1
@@ -130,6 +136,16 @@ class CLIP4STRConfig(PreTrainedConfig):
         self._validate()
 
     def _validate(self) -> None:
+        if self.input_size is not None:
+            self.input_size = [int(v) for v in self.input_size]
+            patch = self.vision_config.patch_size
+            if len(self.input_size) != 2 or any(v < patch or v % patch for v in self.input_size):
+                raise ValueError(
+                    f"`input_size` must be [height, width], both multiples of the patch size {patch}, got "
+                    f"{self.input_size}."
+                )
+            if self.input_size == [self.vision_config.image_size] * 2:
+                self.input_size = None
         if not self.charset:
             raise ValueError("`charset` must hold at least one character.")
         if len(set(self.charset)) != len(self.charset):
@@ -180,6 +196,13 @@ class CLIP4STRConfig(PreTrainedConfig):
         here would let `Trainer` and the generation utilities overwrite that tower's BPE token ids with character
         ids."""
         return self
+
+    @property
+    def image_input_size(self) -> tuple[int, int]:
+        """`(height, width)` of the `pixel_values` the model reads."""
+        if self.input_size is not None:
+            return tuple(self.input_size)
+        return (self.vision_config.image_size, self.vision_config.image_size)
 
     @property
     def num_classes(self) -> int:

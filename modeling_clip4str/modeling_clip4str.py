@@ -209,8 +209,16 @@ class CLIP4STRForSceneTextRecognition(CLIP4STRPreTrainedModel, GenerationMixin):
     # --- the two towers -------------------------------------------------------------------------------------------
     def encode_image(self, pixel_values: torch.FloatTensor) -> torch.FloatTensor:
         """`[B, 3, H, W]` -> image memory `[B, 1 + patches, D]`: every ViT token, final LayerNorm, projection."""
+        expected = self.config.image_input_size
+        if tuple(pixel_values.shape[-2:]) != expected:
+            raise ValueError(
+                f"This model reads {expected[0]}x{expected[1]} images (height x width), got `pixel_values` of "
+                f"{pixel_values.shape[-2]}x{pixel_values.shape[-1]}. Prepare them with the model's processor."
+            )
         dtype = self.visual_projection.weight.dtype
-        hidden = self.vision_model(pixel_values=pixel_values.to(dtype)).last_hidden_state
+        hidden = self.vision_model(
+            pixel_values=pixel_values.to(dtype), interpolate_pos_encoding=self.config.input_size is not None
+        ).last_hidden_state
         return self.visual_projection(self.vision_model.post_layernorm(hidden))
 
     def encode_text(self, input_ids: torch.LongTensor) -> torch.FloatTensor:

@@ -127,3 +127,43 @@ def test_wrong_pixel_values_shape_raises(caption_tokenizer):
     model = make_model(caption_tokenizer)
     with pytest.raises(ValueError, match=r"\[B, 3, H, W\]"):
         model.generate(torch.zeros(3, 32, 32))
+
+
+def test_rectangular_input_size(tmp_path, caption_tokenizer):
+    """A model reading 16x64 word images with a tower built for 32x32 squares (patch 8): its 4x4 position table is
+    resized to the 2x8 grid; training, generation and save / load follow the configured size."""
+    from modeling_clip4str import CLIP4STRForSceneTextRecognition
+
+    model = make_model(caption_tokenizer, input_size=[16, 64])
+    assert model.config.image_input_size == (16, 64)
+    processor = make_processor(model.config, caption_tokenizer)
+    processor.image_processor.size = {"height": 16, "width": 64}
+    batch = processor(images=[word_image("wide"), word_image("words")], text=["wide", "words"])
+    assert batch["pixel_values"].shape == (2, 3, 16, 64)
+    memory = model.encode_image(batch["pixel_values"])
+    assert memory.shape[1] == 1 + 2 * 8  # class token + the 2x8 patches
+
+    model.train()
+    loss = model(**batch).loss
+    loss.backward()
+    grad = model.vision_model.embeddings.position_embedding.weight.grad
+    assert torch.isfinite(loss) and grad is not None and grad[1:].abs().sum() > 0  # the table itself learns
+    model.eval()
+
+    ids = model.generate(batch["pixel_values"])
+    model.save_pretrained(tmp_path / "wide")
+    reloaded = CLIP4STRForSceneTextRecognition.from_pretrained(tmp_path / "wide").eval()
+    assert reloaded.config.input_size == [16, 64]
+    assert torch.equal(reloaded.generate(batch["pixel_values"]), ids)
+
+    with pytest.raises(ValueError, match="16x64"):
+        model.generate(torch.zeros(1, 3, 32, 32))
+
+
+def test_input_size_validation():
+    with pytest.raises(ValueError, match="multiples of the patch size"):
+        tiny_config(input_size=[12, 64])
+    with pytest.raises(ValueError, match="height, width"):
+        tiny_config(input_size=[16])
+    assert tiny_config(input_size=[32, 32]).input_size is None  # the tower's own square size
+    assert tiny_config().image_input_size == (32, 32)

@@ -61,8 +61,10 @@ def trainer_state(directory):
 def test_few_steps_from_each_kind_of_source(workspace, source):
     root, _ = workspace
     out = root / f"out-{source}"
+    # The folder run also reads wide images (16x64) with the 32x32 tower, its position table resized.
+    wide = ["--image_size", "16", "64"] if source == "folder" else []
     run_str(workspace, "--train_datasets", str(root / source), "--output_dir", str(out), "--max_steps", "3",
-            "--augment", "true" if source == "parquet" else "false")
+            "--augment", "true" if source == "parquet" else "false", *wide)
     state = trainer_state(out)
     assert state["global_step"] == 3
     assert any("loss" in entry for entry in state["log_history"])
@@ -73,7 +75,10 @@ def test_few_steps_from_each_kind_of_source(workspace, source):
     model = AutoModel.from_pretrained(out)
     processor = AutoProcessor.from_pretrained(out)
     assert model.config.charset == CHARSET
-    ids = model.generate(**processor(images=[word_image("cat")]))
+    inputs = processor(images=[word_image("cat")])
+    assert inputs["pixel_values"].shape[-2:] == ((16, 64) if wide else (32, 32))
+    assert model.config.image_input_size == tuple(inputs["pixel_values"].shape[-2:])
+    ids = model.generate(**inputs)
     assert isinstance(processor.batch_decode(ids)[0], str)
 
 

@@ -70,8 +70,11 @@ class ModelArguments:
     perm_num: int | None = field(default=None, metadata={"help": "Permutations per batch (default 6)."})
     refine_iters: int | None = field(default=None, metadata={"help": "Refinement passes at evaluation (default 1)."})
     cross_loss_weight: float | None = field(default=None, metadata={"help": "Cross-modal loss weight (default 1)."})
-    image_size: int | None = field(
-        default=None, metadata={"help": "Input size of the processor (default: the vision tower's image_size)."}
+    image_size: list[int] | None = field(
+        default=None,
+        metadata={"help": "Height and width of the images a new model reads, e.g. `32 128` for word images (one value: "
+                          "square). Default: the vision tower's square image_size. Other sizes resize the tower's "
+                          "position table to the new patch grid."},
     )
     cache_dir: str | None = field(default=None, metadata={"help": "Where downloaded models and datasets are cached."})
     revision: str = field(default="main", metadata={"help": "Model revision (branch, tag or commit)."})
@@ -81,7 +84,12 @@ class ModelArguments:
     def config_overrides(self) -> dict:
         names = ("charset", "caption_charset", "max_label_length", "decoder_num_heads", "decoder_num_layers",
                  "decoder_dropout", "num_frozen_text_layers", "perm_num", "refine_iters", "cross_loss_weight")
-        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
+        overrides = {name: getattr(self, name) for name in names if getattr(self, name) is not None}
+        if self.image_size:
+            if len(self.image_size) not in (1, 2):
+                raise ValueError(f"--image_size takes one or two values (height width), got {self.image_size}.")
+            overrides["input_size"] = list(self.image_size) * (2 // len(self.image_size))
+        return overrides
 
 
 @dataclass
@@ -177,6 +185,13 @@ def load_model_and_processor(model_args: ModelArguments):
         )
         # Settings that may change when fine-tuning (those that change the weights' shapes may not).
         for name, value in model_args.config_overrides().items():
+            if name == "input_size":
+                if tuple(value) != model.config.image_input_size:
+                    raise ValueError(
+                        f"--image_size cannot change when fine-tuning: the model and its processor read "
+                        f"{model.config.image_input_size} images."
+                    )
+                continue
             if name in ("charset", "max_label_length", "decoder_num_heads", "decoder_num_layers"):
                 if getattr(model.config, name) != value:
                     raise ValueError(f"--{name} cannot change when fine-tuning (the weights depend on it).")
@@ -188,9 +203,9 @@ def load_model_and_processor(model_args: ModelArguments):
     overrides.setdefault("charset", CHARSET_94)
     overrides.setdefault("caption_charset", CHARSET_36)
     model = CLIP4STRForSceneTextRecognition.from_clip(model_args.clip_model_name_or_path, **overrides, **hub)
-    size = model_args.image_size or model.config.vision_config.image_size
+    height, width = model.config.image_input_size
     processor = CLIP4STRProcessor(
-        image_processor=CLIP4STRImageProcessor(size={"height": size, "width": size}),
+        image_processor=CLIP4STRImageProcessor(size={"height": height, "width": width}),
         tokenizer=CLIP4STRTokenizer(charset=model.config.charset),
         caption_tokenizer=model.caption_tokenizer,
     )
