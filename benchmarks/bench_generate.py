@@ -3,7 +3,8 @@
 
 For each shape and batch size: images/s of (a) the image encoder with its projection alone and (b) the whole
 `generate` with refine_iters=1, for a short word (5 characters) and a full-length one (all 26 steps); and b/a as
-time ratios. Medians of several runs. CPU fp32 by default; on CUDA fp16 and bf16 too.
+time ratios (and the full length again with predictions that refinement keeps, so the captions are encoded
+once, as with a confident trained model). Medians of several runs. CPU fp32 by default; on CUDA fp16 and bf16 too.
 
     python benchmarks/bench_generate.py --shapes b16 small --batch-sizes 1 8 32 --threads 2 --repeats 5
 """
@@ -15,15 +16,15 @@ import json
 
 import torch
 
-from common import build_model, describe_machine, force_length, median_seconds
+from common import build_model, describe_machine, force_length, interleaved_medians
 
 
 def run(shape, batch_sizes, device, dtype, repeats, lengths):
     model = build_model(shape).to(device=device, dtype=dtype).eval()
-    size = model.config.vision_config.image_size
+    untouched = {name: tensor.clone() for name, tensor in model.state_dict().items()}
     rows = []
     for batch in batch_sizes:
-        pixel_values = torch.randn(batch, 3, size, size, device=device, dtype=dtype)
+        pixel_values = torch.randn(batch, 3, *model.config.image_input_size, device=device, dtype=dtype)
 
         def sync():
             if device == "cuda":
@@ -34,18 +35,18 @@ def run(shape, batch_sizes, device, dtype, repeats, lengths):
                 model.encode_image(pixel_values)
             sync()
 
-        encoder_time = median_seconds(encoder, repeats)
-        for name, num_chars in lengths:
-            force_length(model, num_chars)
+        def whole():
+            with torch.inference_mode():
+                model.generate(pixel_values, refine_iters=1)
+            sync()
+
+        for name, num_chars, stable in lengths:
+            model.load_state_dict(untouched)  # each setting starts from the same random weights
+            force_length(model, num_chars, stable)
             with torch.inference_mode():
                 steps = model.generate(pixel_values, refine_iters=0, return_dict_in_generate=True).logits.shape[1]
-
-            def whole():
-                with torch.inference_mode():
-                    model.generate(pixel_values, refine_iters=1)
-                sync()
-
-            generate_time = median_seconds(whole, repeats)
+            # Encoder and generate runs alternate, so that drift in the machine's speed hits both alike.
+            encoder_time, generate_time = interleaved_medians([encoder, whole], repeats)
             rows.append({
                 "shape": shape, "device": device, "dtype": str(dtype).replace("torch.", ""), "batch": batch,
                 "decoding": name, "steps": steps,
@@ -78,7 +79,9 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     dtypes = [torch.float32] if args.device == "cpu" else [torch.float16, torch.bfloat16]
-    lengths = [("short", 5), ("full", None)]
+    # short: 5 characters; full: all 26 steps, with predictions that refinement changes (captions re-encoded) or
+    # keeps (captions encoded once), the two ends of what trained models do.
+    lengths = [("short", 5, False), ("full", None, False), ("full-stable", None, True)]
     print(f"# {describe_machine(args.device)}", flush=True)
     rows = []
     for shape in args.shapes:

@@ -43,13 +43,18 @@ def build_model(shape: str, **overrides) -> CLIP4STRForSceneTextRecognition:
     return model
 
 
-def force_length(model: CLIP4STRForSceneTextRecognition, num_chars: int | None) -> None:
+def force_length(model: CLIP4STRForSceneTextRecognition, num_chars: int | None, stable: bool = False) -> None:
     """Make both decoders predict `[E]` exactly at position `num_chars` (None: never, so all 26 steps run).
 
     Random weights end words at random places; the benchmark needs a known length. The head's `[E]` row reads one
     feature that the position queries of positions >= num_chars set very high.
+
+    With `stable`, position i also predicts a fixed character whatever the context, as a confident trained model
+    does: refinement then leaves the predictions, and so the captions, unchanged, and the text tower is not run
+    again. Without it, random weights change the predictions at refinement and the captions are re-encoded.
     """
     eos = model.config.eos_token_id
+    num_positions = model.config.num_decoding_steps
     with torch.no_grad():
         for decoder in (model.visual_decoder, model.cross_decoder):
             decoder.head.weight[eos].zero_()
@@ -60,6 +65,14 @@ def force_length(model: CLIP4STRForSceneTextRecognition, num_chars: int | None) 
                 decoder.norm.bias[0] = 0.0
                 decoder.pos_queries[:, num_chars:, 0] = 1e4
                 decoder.head.bias[eos] = 0.0
+            if stable:
+                letters = model.config.charset.index("a") + 1  # ids of "a", "b", ... (the 94-char charset)
+                for position in range(min(num_positions, num_chars if num_chars is not None else num_positions)):
+                    feature = 1 + position
+                    decoder.norm.weight[feature] = 1.0
+                    decoder.norm.bias[feature] = 0.0
+                    decoder.pos_queries[:, position, feature] = 1e4
+                    decoder.head.weight[letters + position % 26, feature] = 1e3
 
 
 def median_seconds(function, repeats: int, warmup: int = 1) -> float:
@@ -71,6 +84,20 @@ def median_seconds(function, repeats: int, warmup: int = 1) -> float:
         function()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def interleaved_medians(functions, repeats: int, warmup: int = 1) -> list[float]:
+    """Median seconds of each function, timed in alternation (f1, f2, f1, f2, ...)."""
+    for function in functions:
+        for _ in range(warmup):
+            function()
+    times = [[] for _ in functions]
+    for _ in range(repeats):
+        for index, function in enumerate(functions):
+            start = time.perf_counter()
+            function()
+            times[index].append(time.perf_counter() - start)
+    return [statistics.median(values) for values in times]
 
 
 def describe_machine(device: str) -> str:
