@@ -9,8 +9,10 @@ Steps (each one a command you can also run by hand; they are printed as they run
    test words never occur in training.
 2. A small random CLIP (`CLIPModel` with random weights, and a byte-level CLIP BPE tokenizer written here) is saved,
    so that `run_str.py` can start from it exactly as it starts from `openai/clip-vit-base-patch16`.
-3. `python training/run_str.py --clip_model_name_or_path <random CLIP> ...` trains CLIP4STR on the train split.
-4. `python training/evaluate_str.py --model <trained> --data-source hub --data test=<test split>` scores it.
+3. `python training/run_str.py --clip_model_name_or_path <random CLIP> --image_size 32 128 ...` trains CLIP4STR on
+   the train split (one thread for the model, one data-loader worker: see `--threads`).
+4. `python training/evaluate_str.py --model <trained> --data-source hub --data held-out=<data> --split test` scores
+   it on the held-out words.
 5. A grid of test images with predictions and confidences is written to `<output-dir>/predictions.png`.
 """
 
