@@ -179,7 +179,7 @@ def main():
     ], out / "evaluate.log")
 
     scores = json.loads(results.read_text())
-    accuracy = scores["results"]["combined"]["accuracy"] if "results" in scores else scores["combined"]["accuracy"]
+    accuracy = scores["combined"]["accuracy"]
     grid = write_grid(model_dir, data, out / "predictions.png")
     times["total"] = time.perf_counter() - start
     summary = {"held_out_word_accuracy": accuracy, "training_steps": args.max_steps,

@@ -397,15 +397,10 @@ def _png_bytes(image: Image.Image) -> bytes:
 
 def _render_chunk(job) -> list[bytes]:
     words, seed, split_id, start, fonts, style = job
-    style = dict(style)
-    easy_fraction = style.pop("easy_fraction", 0.0)
     out = []
     for offset, word in enumerate(words):
         rng = np.random.default_rng([seed, split_id, start + offset])
-        options = style
-        if easy_fraction and rng.random() < easy_fraction:  # a plain, undistorted rendering
-            options = {**style, "colors": "plain", "augment": 0.0}
-        out.append(_png_bytes(render_word(word, rng=rng, fonts=fonts, **options)))
+        out.append(_png_bytes(render_word(word, rng=rng, fonts=fonts, **style)))
     return out
 
 
@@ -463,8 +458,6 @@ def generate_dataset(
     test_augment: float | None = None,
     layout: str = "tight",
     colors: str = "random",
-    easy_fraction: float = 0.0,
-    test_easy_fraction: float | None = None,
     fonts: Sequence[str] | None = None,
     workers: int | None = None,
     shard_rows: int = SHARD_ROWS,
@@ -482,8 +475,7 @@ def generate_dataset(
     usable = available_fonts(charset)
     if fonts:
         # Names or name fragments ("DejaVuSans", "Mono"), or paths of other TrueType fonts.
-        chosen = [path for path in usable if any(Path(path).stem.startswith(f) or f in Path(path).stem
-                                                  for f in fonts if not os.path.isfile(f))]
+        chosen = [path for path in usable if any(f in Path(path).stem for f in fonts if not os.path.isfile(f))]
         chosen += [f for f in fonts if os.path.isfile(f) and font_covers(f, charset)]
         if not chosen:
             raise ValueError(f"None of the fonts {list(fonts)} can render the charset.")
@@ -494,25 +486,21 @@ def generate_dataset(
     )
     workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
     test_augment = augment if test_augment is None else test_augment
-    test_easy_fraction = easy_fraction if test_easy_fraction is None else test_easy_fraction
-    if not (0.0 <= easy_fraction <= 1.0 and 0.0 <= test_easy_fraction <= 1.0):
-        raise ValueError("easy fractions must lie in [0, 1].")
     summary = {
         "num_train": num_train, "num_test": num_test, "charset": charset, "min_len": min_len, "max_len": max_len,
         "seed": seed, "image_height": image_height, "image_width": image_width, "words": words,
         "num_train_words": num_train_words, "distinct_train_words": len(set(train_words)),
         "augment": augment, "test_augment": test_augment, "layout": layout, "colors": colors,
-        "easy_fraction": easy_fraction, "test_easy_fraction": test_easy_fraction,
         "fonts": [Path(f).name for f in fonts],
     }
-    for split_id, (split, split_words, split_augment, split_easy) in enumerate(
-        (("train", train_words, augment, easy_fraction), ("test", test_words, test_augment, test_easy_fraction))
+    for split_id, (split, split_words, split_augment) in enumerate(
+        (("train", train_words, augment), ("test", test_words, test_augment))
     ):
         if not split_words:
             continue
         t0 = time.perf_counter()
         style = dict(image_height=image_height, image_width=image_width, augment=split_augment, layout=layout,
-                     colors=colors, easy_fraction=split_easy)
+                     colors=colors)
         images = _render_all(split_words, seed, split_id, fonts, style, workers)
         summary[f"{split}_files"] = [Path(p).name for p in _write_split(out, split, images, split_words, shard_rows)]
         if verbose:
@@ -546,10 +534,6 @@ def main(argv: Sequence[str] | None = None) -> dict:
                              "the left; free: no stretching, word anywhere")
     parser.add_argument("--colors", choices=COLOR_MODES, default="random",
                         help="random hues and polarity; dark text on lighter backgrounds; or near-black on white")
-    parser.add_argument("--easy-fraction", type=float, default=0.0,
-                        help="share of training images rendered plain (near-black on white, no distortion)")
-    parser.add_argument("--test-easy-fraction", type=float, default=None,
-                        help="the same for the test split (default: --easy-fraction)")
     parser.add_argument("--fonts", nargs="+", default=None,
                         help="restrict to these fonts (names or name fragments of matplotlib's fonts, or .ttf paths)")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: CPU count)")
@@ -558,8 +542,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         args.out_dir, args.num_train, args.num_test, charset=args.charset, min_len=args.min_len,
         max_len=args.max_len, seed=args.seed, image_height=args.image_height, image_width=args.image_width,
         words=args.words, num_train_words=args.num_train_words, augment=args.augment,
-        test_augment=args.test_augment, layout=args.layout, colors=args.colors, easy_fraction=args.easy_fraction,
-        test_easy_fraction=args.test_easy_fraction, fonts=args.fonts, workers=args.workers, verbose=True,
+        test_augment=args.test_augment, layout=args.layout, colors=args.colors, fonts=args.fonts, workers=args.workers, verbose=True,
     )
     print(f"Wrote {args.num_train} train / {args.num_test} test images to {args.out_dir} "
           f"in {summary['seconds']:.1f}s ({len(summary['fonts'])} fonts).")
