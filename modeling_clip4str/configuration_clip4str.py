@@ -13,14 +13,19 @@ CHARSET_94 = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ!\"#
 CHARSET_36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
-def _tower(hidden_size: int, num_layers: int, **extra) -> dict:
-    # The reference derives heads as width // 64 and uses QuickGELU in both towers for every release,
-    # including the ones started from OpenCLIP weights (whose ViT-H/14 normally has 16 heads).
+def clip_tower_config(hidden_size: int, num_layers: int, **extra) -> dict:
+    """Settings of one CLIP tower (vision or text) as the reference builds them: `num_attention_heads` =
+    `hidden_size // 64`, MLP width 4x, QuickGELU, LayerNorm eps 1e-5. `extra` adds or overrides fields (e.g.
+    `image_size=`, `patch_size=`, `vocab_size=`, or `num_attention_heads=` for a tiny test tower).
+
+    The reference uses these heads and QuickGELU for every release, including the ones started from OpenCLIP weights
+    (whose ViT-H/14 normally has 16 heads).
+    """
     return {
         "hidden_size": hidden_size,
         "intermediate_size": 4 * hidden_size,
         "num_hidden_layers": num_layers,
-        "num_attention_heads": hidden_size // 64,
+        "num_attention_heads": max(1, hidden_size // 64),
         "hidden_act": "quick_gelu",
         "layer_norm_eps": 1e-5,
         **extra,
@@ -30,23 +35,23 @@ def _tower(hidden_size: int, num_layers: int, **extra) -> dict:
 # Shapes of the released CLIP4STR models. Every one uses one decoder layer with 8 heads and MLP ratio 4.
 PRESETS: dict[str, dict] = {
     "clip4str-b16": {
-        "vision_config": _tower(768, 12, image_size=224, patch_size=16, projection_dim=512),
-        "text_config": _tower(512, 12, vocab_size=49408, max_position_embeddings=77, projection_dim=512),
+        "vision_config": clip_tower_config(768, 12, image_size=224, patch_size=16, projection_dim=512),
+        "text_config": clip_tower_config(512, 12, vocab_size=49408, max_position_embeddings=77, projection_dim=512),
         "projection_dim": 512,
     },
     "clip4str-b32": {
-        "vision_config": _tower(768, 12, image_size=224, patch_size=32, projection_dim=512),
-        "text_config": _tower(512, 12, vocab_size=49408, max_position_embeddings=77, projection_dim=512),
+        "vision_config": clip_tower_config(768, 12, image_size=224, patch_size=32, projection_dim=512),
+        "text_config": clip_tower_config(512, 12, vocab_size=49408, max_position_embeddings=77, projection_dim=512),
         "projection_dim": 512,
     },
     "clip4str-l14": {
-        "vision_config": _tower(1024, 24, image_size=224, patch_size=14, projection_dim=768),
-        "text_config": _tower(768, 12, vocab_size=49408, max_position_embeddings=77, projection_dim=768),
+        "vision_config": clip_tower_config(1024, 24, image_size=224, patch_size=14, projection_dim=768),
+        "text_config": clip_tower_config(768, 12, vocab_size=49408, max_position_embeddings=77, projection_dim=768),
         "projection_dim": 768,
     },
     "clip4str-h14": {
-        "vision_config": _tower(1280, 32, image_size=224, patch_size=14, projection_dim=1024),
-        "text_config": _tower(1024, 24, vocab_size=49408, max_position_embeddings=77, projection_dim=1024),
+        "vision_config": clip_tower_config(1280, 32, image_size=224, patch_size=14, projection_dim=1024),
+        "text_config": clip_tower_config(1024, 24, vocab_size=49408, max_position_embeddings=77, projection_dim=1024),
         "projection_dim": 1024,
     },
 }
@@ -226,4 +231,4 @@ class CLIP4STRConfig(PreTrainedConfig):
         return cls(**values)
 
 
-__all__ = ["CLIP4STRConfig", "CHARSET_94", "CHARSET_36", "PRESETS"]
+__all__ = ["CLIP4STRConfig", "CHARSET_94", "CHARSET_36", "PRESETS", "clip_tower_config"]

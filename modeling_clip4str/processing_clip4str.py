@@ -27,6 +27,20 @@ class CLIP4STRProcessor(ProcessorMixin):
     def __init__(self, image_processor, tokenizer, caption_tokenizer):
         super().__init__(image_processor=image_processor, tokenizer=tokenizer, caption_tokenizer=caption_tokenizer)
 
+    @classmethod
+    def from_config(cls, config, caption_tokenizer=None) -> "CLIP4STRProcessor":
+        """The processor a model of `config` needs: images resized to `config.image_input_size`, labels encoded with
+        `config.charset`."""
+        from .image_processing_clip4str import CLIP4STRImageProcessor
+        from .tokenization_clip4str import CLIP4STRTokenizer
+
+        height, width = config.image_input_size
+        return cls(
+            image_processor=CLIP4STRImageProcessor(size={"height": height, "width": width}),
+            tokenizer=CLIP4STRTokenizer(charset=config.charset),
+            caption_tokenizer=caption_tokenizer,
+        )
+
     def __call__(
         self,
         images=None,
