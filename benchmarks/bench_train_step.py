@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """Training step speed: the permutations one after another (the reference's loop) against all of them through
-each decoder at once (with the text tower run once per distinct caption).
+each decoder at once (with the text tower run once per distinct caption), as the model trains.
 
-A step is forward + backward of `model(pixel_values, labels).loss` with 6 permutations and dropout 0.1, batch 8,
-random weights. Also checks that both ways give the same loss without dropout (same sampled orders).
+A step is forward + backward of the training loss with 6 permutations and dropout 0.1, batch 8, random weights.
+Also checks that both ways give the same loss without dropout (same sampled orders).
 
     python benchmarks/bench_train_step.py --shapes b16 small --batch-size 8 --threads 2 --repeats 3
 """
@@ -18,6 +18,8 @@ import string
 import torch
 
 from common import build_model, describe_machine, median_seconds
+from modeling_clip4str import CLIP4STRProcessor
+from modeling_clip4str.permutation_loss_clip4str import permutation_loss, permuted_batch
 
 
 def random_labels(count: int, seed: int = 0) -> list[str]:
@@ -27,18 +29,38 @@ def random_labels(count: int, seed: int = 0) -> list[str]:
 
 
 def labels_tensor(model, words):
-    from modeling_clip4str import CLIP4STRTokenizer
-
-    return CLIP4STRTokenizer(charset=model.config.charset).encode_labels(words)
+    return CLIP4STRProcessor.from_config(model.config)(text=words)["labels"]
 
 
-def step_time(model, pixel_values, labels, batched: bool, repeats: int) -> float:
-    model.batch_permutations = batched
+def looped_loss(model, pixel_values, labels) -> torch.Tensor:
+    """The training loss with the orders one after another, as the reference computes it: each order projects its
+    memories again and encodes every caption of its visual prediction. Samples the orders as the model's forward
+    does, so with the same seed both sample the same ones."""
+    image_memory = model.encode_image(pixel_values)
+    batch = permuted_batch(labels.to(image_memory.device), model.config, seeded=not model.training)
+    visual_all, cross_all = [], []
+    for k in range(batch.num_orders):
+        masks = dict(query_mask=batch.query_masks[k], content_mask=batch.content_masks[k],
+                     padding_mask=batch.padding_mask)
+        visual = model.visual_decoder(batch.context, model.visual_decoder.memory_key_values(image_memory), **masks)
+        captions = model.tokenize_captions(model.caption_texts(visual.detach())).to(image_memory.device)
+        cross_memory = torch.cat([image_memory.detach(), model.encode_text(captions)], dim=1)
+        cross = model.cross_decoder(batch.context, model.cross_decoder.memory_key_values(cross_memory), **masks)
+        visual_all.append(visual)
+        cross_all.append(cross)
+    return permutation_loss(torch.stack(visual_all, dim=1), torch.stack(cross_all, dim=1), batch.targets, model.config)
+
+
+def batched_loss(model, pixel_values, labels) -> torch.Tensor:
+    return model(pixel_values=pixel_values, labels=labels).loss
+
+
+def step_time(model, pixel_values, labels, loss_of, repeats: int) -> float:
     model.train()
 
     def step():
         model.zero_grad(set_to_none=True)
-        model(pixel_values=pixel_values, labels=labels).loss.backward()
+        loss_of(model, pixel_values, labels).backward()
 
     return median_seconds(step, repeats)
 
@@ -47,11 +69,10 @@ def same_loss(model, pixel_values, labels) -> float:
     """|loss(batched) - loss(loop)| without dropout (eval mode), with the same sampled orders."""
     model.eval()  # no dropout anywhere (decoder modules and attention probabilities)
     losses = []
-    for batched in (True, False):
-        model.batch_permutations = batched
+    for loss_of in (batched_loss, looped_loss):
         torch.manual_seed(1234)
         with torch.no_grad():
-            losses.append(model(pixel_values=pixel_values, labels=labels).loss.item())
+            losses.append(loss_of(model, pixel_values, labels).item())
     model.train()
     return abs(losses[0] - losses[1])
 
@@ -69,12 +90,12 @@ def main():
     rows = []
     for shape in args.shapes:
         model = build_model(shape, perm_num=6, decoder_dropout=0.1)
-        size = model.config.vision_config.image_size
-        pixel_values = torch.randn(args.batch_size, 3, size, size, generator=torch.Generator().manual_seed(0))
+        image_shape = (args.batch_size, 3, *model.config.image_input_size)
+        pixel_values = torch.randn(image_shape, generator=torch.Generator().manual_seed(0))
         labels = labels_tensor(model, random_labels(args.batch_size))
         difference = same_loss(model, pixel_values, labels)
-        loop = step_time(model, pixel_values, labels, batched=False, repeats=args.repeats)
-        batched = step_time(model, pixel_values, labels, batched=True, repeats=args.repeats)
+        loop = step_time(model, pixel_values, labels, looped_loss, repeats=args.repeats)
+        batched = step_time(model, pixel_values, labels, batched_loss, repeats=args.repeats)
         rows.append({
             "shape": shape, "batch": args.batch_size, "loop_s": loop, "batched_s": batched,
             "loop_samples_per_s": args.batch_size / loop, "batched_samples_per_s": args.batch_size / batched,

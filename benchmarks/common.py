@@ -5,27 +5,22 @@ from __future__ import annotations
 import os
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 
+from modeling_clip4str import CLIP4STRConfig, CLIP4STRForSceneTextRecognition, clip_tower_config
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from modeling_clip4str import CLIP4STRConfig, CLIP4STRForSceneTextRecognition  # noqa: E402
-
 CLIP_TOKENIZER = REPO.parent / "shared" / "fixtures" / "reference-tiny" / "clip_tokenizer"
 
 
 def small_config(**overrides) -> CLIP4STRConfig:
     """A small shape: 4-layer, 256-wide towers at 224x224, patch 16, D = 256, decoder heads 8."""
-    tower = dict(hidden_size=256, intermediate_size=1024, num_hidden_layers=4, num_attention_heads=4,
-                 hidden_act="quick_gelu")
     return CLIP4STRConfig(
-        vision_config=dict(tower, image_size=224, patch_size=16),
-        text_config=dict(tower, vocab_size=49408, max_position_embeddings=77),
+        vision_config=clip_tower_config(256, 4, image_size=224, patch_size=16),
+        text_config=clip_tower_config(256, 4, vocab_size=49408, max_position_embeddings=77),
         projection_dim=256,
         **overrides,
     )

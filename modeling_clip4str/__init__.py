@@ -14,7 +14,7 @@ from transformers import (
 )
 from transformers.pipelines import PIPELINE_REGISTRY
 
-from .configuration_clip4str import CHARSET_36, CHARSET_94, PRESETS, CLIP4STRConfig
+from .configuration_clip4str import CHARSET_36, CHARSET_94, PRESETS, CLIP4STRConfig, clip_tower_config
 from .image_processing_clip4str import CLIP4STRImageProcessor, load_image, to_rgb_image
 from .modeling_clip4str import (
     CLIP4STRForSceneTextRecognition,
@@ -24,7 +24,7 @@ from .modeling_clip4str import (
 )
 from .pipeline_clip4str import CLIP4STRPipeline
 from .processing_clip4str import CLIP4STRProcessor
-from .tokenization_clip4str import CLIP4STRTokenizer, UnknownCharacterError, normalize_label
+from .tokenization_clip4str import CLIP4STRTokenizer, UnknownCharacterError
 
 __version__ = "0.1.0"
 
@@ -62,7 +62,7 @@ __all__ = [
     "CLIP4STRProcessor",
     "CLIP4STRTokenizer",
     "UnknownCharacterError",
+    "clip_tower_config",
     "load_image",
-    "normalize_label",
     "to_rgb_image",
 ]

@@ -176,6 +176,11 @@ class CLIP4STRConfig(PreTrainedConfig):
             raise ValueError(f"`refine_iters` must be >= 0, got {self.refine_iters}.")
         if self.perm_num < 1:
             raise ValueError(f"`perm_num` must be >= 1, got {self.perm_num}.")
+        if self.perm_mirrored and self.perm_num < 2 and not self.perm_forward:
+            raise ValueError(
+                "With `perm_mirrored=True` and `perm_forward=False`, `perm_num` must be at least 2 (orders come in "
+                "mirrored pairs); got 1, which leaves no order to train with."
+            )
         if self.num_frozen_text_layers > self.text_config.num_hidden_layers:
             raise ValueError(
                 f"`num_frozen_text_layers` ({self.num_frozen_text_layers}) exceeds the text tower's "

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 
 import torch
 
-from .configuration_clip4str import CHARSET_36, CHARSET_94, CLIP4STRConfig
+from .configuration_clip4str import CHARSET_36, CHARSET_94, CLIP4STRConfig, clip_tower_config
 
 # Reference settings whose other values change the architecture or the computation this project implements.
 _REQUIRED_HYPERPARAMETERS = {
@@ -118,28 +118,22 @@ def infer_config(state_dict: dict, hyper_parameters: dict, **overrides) -> CLIP4
 
     hp = hyper_parameters
     values = {
-        "vision_config": {
-            "hidden_size": vision_width,
-            "intermediate_size": vision_mlp,
-            "num_hidden_layers": vision_layers,
-            "num_attention_heads": vision_width // 64,
-            "image_size": grid * patch,
-            "patch_size": patch,
-            "hidden_act": "quick_gelu",
-            "layer_norm_eps": 1e-5,
-            "projection_dim": projection_dim,
-        },
-        "text_config": {
-            "hidden_size": text_width,
-            "intermediate_size": text_mlp,
-            "num_hidden_layers": text_layers,
-            "num_attention_heads": text_width // 64,
-            "vocab_size": token_embedding.shape[0],
-            "max_position_embeddings": positions,
-            "hidden_act": "quick_gelu",
-            "layer_norm_eps": 1e-5,
-            "projection_dim": projection_dim,
-        },
+        "vision_config": clip_tower_config(
+            vision_width,
+            vision_layers,
+            intermediate_size=vision_mlp,
+            image_size=grid * patch,
+            patch_size=patch,
+            projection_dim=projection_dim,
+        ),
+        "text_config": clip_tower_config(
+            text_width,
+            text_layers,
+            intermediate_size=text_mlp,
+            vocab_size=token_embedding.shape[0],
+            max_position_embeddings=positions,
+            projection_dim=projection_dim,
+        ),
         "projection_dim": projection_dim,
         "decoder_num_layers": decoder_layers,
         "decoder_mlp_ratio": decoder_mlp // projection_dim,
@@ -294,25 +288,17 @@ def convert(
     allow_unsafe_pickle: bool = False,
     **config_overrides,
 ):
-    """Convert `checkpoint`; save model, processor and tokenizers to `output_dir` if given. Returns
+    """Convert `checkpoint`; save model (with its caption tokenizer) and processor to `output_dir` if given. Returns
     `(model, processor)`."""
     from transformers import CLIPTokenizer
 
-    from .image_processing_clip4str import CLIP4STRImageProcessor
     from .processing_clip4str import CLIP4STRProcessor
-    from .tokenization_clip4str import CLIP4STRTokenizer
 
     state_dict, hyper_parameters = load_checkpoint(checkpoint, allow_unsafe_pickle=allow_unsafe_pickle)
     config = infer_config(state_dict, hyper_parameters, **config_overrides)
     model = build_model(state_dict, config)
-    caption_tokenizer = CLIPTokenizer.from_pretrained(clip_tokenizer)
-    model.set_caption_tokenizer(caption_tokenizer)
-    size = config.vision_config.image_size
-    processor = CLIP4STRProcessor(
-        image_processor=CLIP4STRImageProcessor(size={"height": size, "width": size}),
-        tokenizer=CLIP4STRTokenizer(charset=config.charset),
-        caption_tokenizer=caption_tokenizer,
-    )
+    model.set_caption_tokenizer(CLIPTokenizer.from_pretrained(clip_tokenizer))
+    processor = CLIP4STRProcessor.from_config(config)
     if output_dir is not None:
         model.save_pretrained(output_dir)
         processor.save_pretrained(output_dir)

@@ -1,26 +1,24 @@
-"""Image processor of CLIP4STR: any image to an RGB square, bicubic, CLIP mean/std. No aspect ratio kept, no crop."""
+"""Image processor of CLIP4STR: any image to RGB, resized straight to the model's size (no aspect ratio kept, no crop)
+with PIL bicubic, scaled to [0, 1], normalised with the CLIP mean and std."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 from transformers.image_processing_backends import PilBackend
 from transformers.image_processing_utils import BatchFeature
+from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, PILImageResampling
 
-OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-
-_RESAMPLE = {
-    "nearest": Image.Resampling.NEAREST,
-    "bilinear": Image.Resampling.BILINEAR,
-    "bicubic": Image.Resampling.BICUBIC,
-    "lanczos": Image.Resampling.LANCZOS,
-    "box": Image.Resampling.BOX,
-    "hamming": Image.Resampling.HAMMING,
+_RESAMPLE_NAMES = {
+    "nearest": PILImageResampling.NEAREST,
+    "bilinear": PILImageResampling.BILINEAR,
+    "bicubic": PILImageResampling.BICUBIC,
+    "lanczos": PILImageResampling.LANCZOS,
+    "box": PILImageResampling.BOX,
+    "hamming": PILImageResampling.HAMMING,
 }
 
 
@@ -107,82 +105,68 @@ def _array_to_uint8_hwc(array: np.ndarray) -> np.ndarray:
 
 class CLIP4STRImageProcessor(PilBackend):
     r"""
-    Prepares word crops for CLIP4STR exactly like the reference: convert to RGB, resize straight to
-    `size` (no aspect ratio kept, no crop) with PIL bicubic, scale to [0, 1], normalise with the CLIP mean and std.
+    Prepares word crops for CLIP4STR exactly like the reference: convert to RGB, resize straight to `size` (no aspect
+    ratio kept, no crop) with PIL bicubic, scale to [0, 1], normalise with the CLIP mean and std. The steps are
+    transformers' PIL image-processing steps, so the usual flags apply, at construction or per call (`do_resize`,
+    `size`, `resample`, `do_rescale`, `rescale_factor`, `do_normalize`, `image_mean`, `image_std`).
 
     Accepts PIL images of any mode, numpy arrays and torch tensors (HWC or CHW; uint8, uint16 or float in [0, 1]),
-    file paths and raw bytes, one at a time or in a list.
+    file paths and raw bytes, one at a time or in a list; see [`to_rgb_image`].
 
     Args:
-        size (`dict`, defaults to `{"height": 224, "width": 224}`): the model's input size.
-        resample (`str`, defaults to `"bicubic"`): PIL resampling filter name.
+        size (`dict` or `int`, defaults to `{"height": 224, "width": 224}`): the model's input size.
+        resample (`str` or `PILImageResampling`, defaults to `"bicubic"`): PIL resampling filter.
         image_mean, image_std (`list[float]`): normalisation, CLIP's by default.
     """
 
     model_input_names = ["pixel_values"]
     size = {"height": 224, "width": 224}
-    resample = "bicubic"
-    image_mean = list(OPENAI_CLIP_MEAN)
-    image_std = list(OPENAI_CLIP_STD)
+    resample = PILImageResampling.BICUBIC
+    image_mean = OPENAI_CLIP_MEAN
+    image_std = OPENAI_CLIP_STD
     do_resize = True
     do_rescale = True
     do_normalize = True
     do_convert_rgb = True
     rescale_factor = 1 / 255
 
-    def __init__(self, **kwargs):
-        if isinstance(kwargs.get("size"), int):
-            kwargs["size"] = {"height": kwargs["size"], "width": kwargs["size"]}
-        super().__init__(**kwargs)
-        resample = getattr(self, "resample", "bicubic")
-        if isinstance(resample, str) and resample not in _RESAMPLE:
-            raise ValueError(f"Unknown resample filter {resample!r}; choose one of {', '.join(_RESAMPLE)}.")
+    def _standardize_kwargs(self, resample=None, **kwargs) -> dict:
+        # Saved configs name the filter ("bicubic"); the PIL backend needs the enum and would silently fall back to
+        # bilinear for a name.
+        if isinstance(resample, str):
+            if resample.lower() not in _RESAMPLE_NAMES:
+                raise ValueError(f"Unknown resample filter {resample!r}; choose one of {', '.join(_RESAMPLE_NAMES)}.")
+            resample = _RESAMPLE_NAMES[resample.lower()]
+        elif resample is not None:
+            resample = PILImageResampling(int(resample))
+        return super()._standardize_kwargs(resample=resample, **kwargs)
 
-    @property
-    def target_size(self) -> tuple[int, int]:
-        size = self.size if isinstance(self.size, dict) else dict(self.size)
-        return int(size["height"]), int(size["width"])
-
-    def _resample_filter(self):
-        return _RESAMPLE[self.resample] if isinstance(self.resample, str) else Image.Resampling(int(self.resample))
-
-    def to_normalized_array(self, image) -> np.ndarray:
-        """One image as a normalised float32 array `[3, height, width]`."""
-        rgb = to_rgb_image(image)
-        height, width = self.target_size
-        if rgb.size != (width, height):
-            rgb = rgb.resize((width, height), self._resample_filter())
-        pixels = np.asarray(rgb, dtype=np.float32) / np.float32(255.0)
-        mean = np.asarray(self.image_mean, dtype=np.float32)
-        std = np.asarray(self.image_std, dtype=np.float32)
-        return ((pixels - mean) / std).transpose(2, 0, 1)
-
-    def preprocess(self, images, return_tensors: str | None = "pt", **kwargs) -> BatchFeature:
+    def preprocess(self, images, **kwargs) -> BatchFeature:
         """
         Args:
             images: one image or a sequence of images (see the class docstring for the accepted kinds).
             return_tensors: `"pt"` (default), `"np"` or `None` (a list of numpy arrays).
+            kwargs: the flags of the class docstring, for this call only.
 
         Returns:
             `BatchFeature` with `pixel_values` of shape `[B, 3, height, width]`.
         """
-        unexpected = set(kwargs) - {"do_convert_rgb", "input_data_format", "data_format"}
-        if unexpected:
-            raise TypeError(f"Unexpected arguments for CLIP4STRImageProcessor: {', '.join(sorted(unexpected))}.")
+        kwargs.setdefault("return_tensors", "pt")
+        return super().preprocess(images, **kwargs)
+
+    def _prepare_images_structure(self, images, expected_ndims: int = 3) -> list:
         batch = _as_list(images)
         if len(batch) == 0:
             raise ValueError("No images were given: the batch is empty.")
-        arrays = [self.to_normalized_array(image) for image in batch]
-        if return_tensors in ("pt", "np"):
-            stacked = np.stack(arrays)
-            values = torch.from_numpy(stacked) if return_tensors == "pt" else stacked
-            return BatchFeature(data={"pixel_values": values})
-        if return_tensors is None:
-            return BatchFeature(data={"pixel_values": arrays})
-        raise ValueError(f"Unsupported return_tensors={return_tensors!r}; use 'pt', 'np' or None.")
+        return batch
 
-    def __call__(self, images, **kwargs) -> BatchFeature:
-        return self.preprocess(images, **kwargs)
+    def process_image(self, image, **kwargs) -> np.ndarray:
+        """One image of any accepted kind as an 8-bit RGB array `[3, height, width]` (channels first)."""
+        return np.asarray(to_rgb_image(image)).transpose(2, 0, 1)
+
+    def to_normalized_array(self, image) -> np.ndarray:
+        """One image as a float32 array `[3, height, width]`, as the model reads it."""
+        return self.preprocess([image], return_tensors=None)["pixel_values"][0]
 
 
 def _as_list(images) -> list:

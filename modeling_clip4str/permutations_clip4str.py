@@ -1,4 +1,5 @@
-"""Permuted sequence modelling: the character orders a training batch is taught with, and their attention masks."""
+"""Permuted sequence modelling: the character orders a training batch is taught with, their attention masks, and the
+memory layout that lets each order of the cross-modal branch read its own caption in one pass."""
 
 from __future__ import annotations
 
@@ -65,6 +66,18 @@ def sample_permutations(
     return perms.to(device)
 
 
+def num_orders(num_chars: int, perm_num: int, perm_forward: bool = True, perm_mirrored: bool = True) -> int:
+    """K, the number of orders [`sample_permutations`] returns for words of up to `num_chars` characters, without
+    drawing any: at most `perm_num`, fewer when a short word has fewer distinct orders."""
+    if num_chars < 1:
+        raise ValueError(f"num_chars must be positive, got {num_chars}.")
+    if num_chars == 1:
+        return 1
+    pairs = perm_num // 2 if perm_mirrored else perm_num
+    wanted = min(pairs, math.factorial(num_chars) // (2 if perm_mirrored else 1))
+    return max(wanted, int(perm_forward)) * (2 if perm_mirrored else 1)
+
+
 def permutation_masks(perms: torch.LongTensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Attention masks of orders: a position may not see the positions that come after it in its order.
 
@@ -99,8 +112,54 @@ def cloze_mask(size: int, device=None, dtype=torch.float32) -> torch.Tensor:
     return _additive(hidden, dtype)
 
 
+def side_by_side_captions(caption_key_values, num_groups: int):
+    """Lay the K captions of each sample side by side, as one memory, for the cross-modal pass that runs all K orders
+    at once (order k reads caption k).
+
+    Args:
+        caption_key_values: per decoder layer, the keys and values of the captions, `[B * K, heads, S, head_dim]` each
+            (row `b * K + k`: sample b, order k).
+        num_groups: K.
+
+    Returns:
+        per layer, keys and values `[B, heads, K * S, head_dim]` (caption k at positions `k * S : (k + 1) * S`).
+    """
+
+    def merge(states):
+        rows, heads, length, head_dim = states.shape
+        grouped = states.view(rows // num_groups, num_groups, heads, length, head_dim)
+        return grouped.transpose(1, 2).flatten(2, 3)
+
+    return [(merge(key), merge(value)) for key, value in caption_key_values]
+
+
+def caption_memory_mask(num_groups: int, image_tokens: int, caption_tokens: int, device=None) -> torch.Tensor | None:
+    """`[K, image_tokens + K * caption_tokens]` additive mask over the memory `[image, caption 0, ..., caption K-1]`
+    of [`side_by_side_captions`]: order k sees the image and its own caption k. `None` for a single order (nothing to
+    hide)."""
+    if num_groups == 1:
+        return None
+    other_captions = ~torch.eye(num_groups, dtype=torch.bool, device=device)
+    hidden = torch.cat(
+        [
+            torch.zeros(num_groups, image_tokens, dtype=torch.bool, device=device),
+            other_captions.repeat_interleave(caption_tokens, dim=1),
+        ],
+        dim=1,
+    )
+    return _additive(hidden)
+
+
 def _additive(hidden: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
     return torch.zeros(hidden.shape, dtype=dtype, device=hidden.device).masked_fill_(hidden, float("-inf"))
 
 
-__all__ = ["sample_permutations", "permutation_masks", "causal_mask", "cloze_mask"]
+__all__ = [
+    "num_orders",
+    "sample_permutations",
+    "permutation_masks",
+    "causal_mask",
+    "cloze_mask",
+    "side_by_side_captions",
+    "caption_memory_mask",
+]

@@ -1,4 +1,4 @@
-"""Processor of CLIP4STR: image processor + character tokenizer (labels, decoding) + CLIP BPE tokenizer (captions)."""
+"""Processor of CLIP4STR: image processor + character tokenizer (labels, decoding)."""
 
 from __future__ import annotations
 
@@ -18,17 +18,19 @@ class CLIP4STRProcessor(ProcessorMixin):
     - `processor.batch_decode(ids)` gives the texts; with `return_confidences=True` (and the output of
       `model.generate(..., return_dict_in_generate=True)`) also per-character and word confidences.
 
+    The CLIP BPE tokenizer that turns predictions into captions is the model's (`model.caption_tokenizer`, saved in
+    `caption_tokenizer/`), not the processor's.
+
     Args:
         image_processor ([`CLIP4STRImageProcessor`]): images to `pixel_values`.
         tokenizer ([`CLIP4STRTokenizer`]): the character vocabulary.
-        caption_tokenizer (`CLIPTokenizer`): the CLIP BPE tokenizer of the text tower (saved in `caption_tokenizer/`).
     """
 
-    def __init__(self, image_processor, tokenizer, caption_tokenizer):
-        super().__init__(image_processor=image_processor, tokenizer=tokenizer, caption_tokenizer=caption_tokenizer)
+    def __init__(self, image_processor, tokenizer):
+        super().__init__(image_processor=image_processor, tokenizer=tokenizer)
 
     @classmethod
-    def from_config(cls, config, caption_tokenizer=None) -> "CLIP4STRProcessor":
+    def from_config(cls, config) -> "CLIP4STRProcessor":
         """The processor a model of `config` needs: images resized to `config.image_input_size`, labels encoded with
         `config.charset`."""
         from .image_processing_clip4str import CLIP4STRImageProcessor
@@ -38,7 +40,6 @@ class CLIP4STRProcessor(ProcessorMixin):
         return cls(
             image_processor=CLIP4STRImageProcessor(size={"height": height, "width": width}),
             tokenizer=CLIP4STRTokenizer(charset=config.charset),
-            caption_tokenizer=caption_tokenizer,
         )
 
     def __call__(

@@ -11,6 +11,7 @@ import torch
 from transformers import PreTrainedTokenizer
 
 from .configuration_clip4str import CHARSET_94
+from .labels_clip4str import adapt_to_charset
 
 
 VOCAB_FILES_NAMES = {"vocab_file": "vocab.json"}
@@ -72,7 +73,7 @@ class CLIP4STRTokenizer(PreTrainedTokenizer):
         return dict(self._stoi)
 
     def _tokenize(self, text: str, **kwargs) -> list[str]:
-        return list(text)
+        return list(unicodedata.normalize("NFC", text))  # one token per composed character, as labels are read
 
     def _convert_token_to_id(self, token: str) -> int:
         if token not in self._stoi:
@@ -116,9 +117,9 @@ class CLIP4STRTokenizer(PreTrainedTokenizer):
         return "".join(characters)
 
     def unknown_characters(self, label: str) -> str:
-        """The characters of `label` (in order of first appearance) that the charset lacks."""
+        """The characters of `label` in NFC (in order of first appearance) that the charset lacks."""
         missing = []
-        for char in label:
+        for char in unicodedata.normalize("NFC", label):
             if char not in self._stoi or self._stoi[char] in (self.eos_token_id, self.bos_token_id, self.pad_token_id):
                 if char not in missing:
                     missing.append(char)
@@ -132,9 +133,14 @@ class CLIP4STRTokenizer(PreTrainedTokenizer):
     ) -> torch.LongTensor:
         """Encode words as training targets.
 
+        Labels are read in Unicode NFC, so a word written with combining marks (NFD) gets the ids of its composed
+        form, as the label rule ([`LabelCleaner`]) gives it.
+
         Args:
             labels: the words.
-            filter_unknown: drop characters that are not in the charset instead of raising.
+            filter_unknown: instead of raising for characters outside the charset, apply the label rule's charset
+                filter ([`adapt_to_charset`]): lower-case the word for a charset without upper case (upper-case it for
+                one without lower case), then drop the characters the charset lacks.
             max_label_length: if given, a label longer than this raises.
 
         Returns:
@@ -149,6 +155,7 @@ class CLIP4STRTokenizer(PreTrainedTokenizer):
         for label in labels:
             if not isinstance(label, str):
                 raise TypeError(f"Labels must be strings, got {type(label).__name__}: {label!r}.")
+            label = unicodedata.normalize("NFC", label)
             missing = self.unknown_characters(label)
             if missing:
                 if not filter_unknown:
@@ -156,7 +163,7 @@ class CLIP4STRTokenizer(PreTrainedTokenizer):
                         f"Label {label!r} holds characters outside the charset: {missing!r}. Pass "
                         "`filter_unknown=True` to drop them, or widen the model's charset."
                     )
-                label = "".join(char for char in label if char not in missing)
+                label = adapt_to_charset(label, self.charset)
             if max_label_length is not None and len(label) > max_label_length:
                 raise ValueError(
                     f"Label {label!r} has {len(label)} characters; the model reads at most {max_label_length}."
@@ -177,13 +184,4 @@ def _charset_from_vocab(vocab: dict[str, int], path: str) -> str:
     return "".join(tokens[1:-2])
 
 
-def normalize_label(label: str, remove_whitespace: bool = True, fold_to_ascii: bool = False) -> str:
-    """Training-label clean-up of the reference: drop whitespace and optionally fold accents etc. to ASCII (NFKD)."""
-    if remove_whitespace:
-        label = "".join(label.split())
-    if fold_to_ascii:
-        label = unicodedata.normalize("NFKD", label).encode("ascii", "ignore").decode()
-    return label
-
-
-__all__ = ["CLIP4STRTokenizer", "UnknownCharacterError", "normalize_label"]
+__all__ = ["CLIP4STRTokenizer", "UnknownCharacterError"]

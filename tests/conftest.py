@@ -19,16 +19,14 @@ CLIP_TOKENIZER = REFERENCE / "clip_tokenizer"
 
 
 def tiny_config(**overrides):
-    from modeling_clip4str import CLIP4STRConfig
+    from modeling_clip4str import CLIP4STRConfig, clip_tower_config
 
     values = dict(
-        vision_config=dict(
-            hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
-            image_size=32, patch_size=8, hidden_act="quick_gelu",
+        vision_config=clip_tower_config(
+            64, 2, intermediate_size=128, num_attention_heads=2, image_size=32, patch_size=8
         ),
-        text_config=dict(
-            hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
-            vocab_size=49408, max_position_embeddings=77, hidden_act="quick_gelu",
+        text_config=clip_tower_config(
+            64, 2, intermediate_size=128, num_attention_heads=2, vocab_size=49408, max_position_embeddings=77
         ),
         projection_dim=32,
         decoder_num_heads=2,
@@ -47,15 +45,11 @@ def caption_tokenizer():
     return CLIPTokenizer.from_pretrained(str(CLIP_TOKENIZER))
 
 
-def make_processor(config, caption_tokenizer):
-    from modeling_clip4str import CLIP4STRImageProcessor, CLIP4STRProcessor, CLIP4STRTokenizer
+def make_processor(config):
+    """The processor a model of `config` needs (the caption tokenizer is the model's: see `make_model`)."""
+    from modeling_clip4str import CLIP4STRProcessor
 
-    size = config.vision_config.image_size
-    return CLIP4STRProcessor(
-        image_processor=CLIP4STRImageProcessor(size={"height": size, "width": size}),
-        tokenizer=CLIP4STRTokenizer(charset=config.charset),
-        caption_tokenizer=caption_tokenizer,
-    )
+    return CLIP4STRProcessor.from_config(config)
 
 
 def make_model(caption_tokenizer, seed: int = 0, **overrides):
@@ -97,11 +91,13 @@ def tiny_clip_directory(directory, image_size: int = 32, patch_size: int = 8, pr
 
     from transformers import CLIPConfig, CLIPModel
 
+    from modeling_clip4str import clip_tower_config
+
     torch.manual_seed(0)
-    tower = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2)
+    tower = dict(hidden_size=64, num_layers=2, intermediate_size=128, num_attention_heads=2)
     config = CLIPConfig(
-        text_config=dict(tower, vocab_size=49408, max_position_embeddings=77),
-        vision_config=dict(tower, image_size=image_size, patch_size=patch_size),
+        text_config=clip_tower_config(**tower, vocab_size=49408, max_position_embeddings=77),
+        vision_config=clip_tower_config(**tower, image_size=image_size, patch_size=patch_size),
         projection_dim=projection_dim,
     )
     clip = CLIPModel(config)
@@ -110,6 +106,17 @@ def tiny_clip_directory(directory, image_size: int = 32, patch_size: int = 8, pr
     for name in ("vocab.json", "merges.txt"):
         shutil.copy(CLIP_TOKENIZER / name, directory / name)
     return directory, clip
+
+
+def load_benchmark(name: str):
+    """A script of `benchmarks/` as a module (with its sibling `common` importable, as when the script runs)."""
+    import importlib
+    import sys
+
+    folder = str(REPO / "benchmarks")
+    if folder not in sys.path:
+        sys.path.append(folder)
+    return importlib.import_module(name)
 
 
 def png_bytes_of(image) -> bytes:

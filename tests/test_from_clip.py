@@ -39,7 +39,7 @@ def test_from_clip_model_trains(tmp_path, caption_tokenizer):
         str(directory), charset="abcdefghijklmnopqrstuvwxyz", max_label_length=8, decoder_num_heads=4,
         num_frozen_text_layers=1, decoder_dropout=0.0,
     )
-    processor = make_processor(model.config, caption_tokenizer)
+    processor = make_processor(model.config)
     words = ["cat", "dog", "sun", "tree"]
     batch = processor(images=[word_image(word) for word in words], text=words)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)

@@ -12,7 +12,7 @@ from conftest import make_model, make_processor, tiny_config, word_image
 
 @pytest.fixture(scope="module")
 def processor(caption_tokenizer):
-    return make_processor(tiny_config(), caption_tokenizer)
+    return make_processor(tiny_config())
 
 
 def _sixteen_bit():
@@ -55,6 +55,31 @@ def test_rgba_drops_alpha_like_the_reference(processor):
     ours = processor.image_processor.to_normalized_array(image)
     reference = processor.image_processor.to_normalized_array(image.convert("RGB"))
     assert np.array_equal(ours, reference)
+
+
+def test_image_processor_flags_work_per_call(processor):
+    from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+
+    from modeling_clip4str import CLIP4STRImageProcessor
+
+    image_processor = processor.image_processor
+    image = word_image("flags")  # 96x32
+    normalized = image_processor(image)["pixel_values"]
+    scaled = image_processor(image, do_normalize=False)["pixel_values"]
+    assert 0.0 <= scaled.min() and scaled.max() <= 1.0
+    mean, std = torch.tensor(OPENAI_CLIP_MEAN)[:, None, None], torch.tensor(OPENAI_CLIP_STD)[:, None, None]
+    assert (normalized - (scaled - mean) / std).abs().max() < 1e-5
+    raw = image_processor(image, do_rescale=False, do_normalize=False)["pixel_values"]
+    assert (raw.float() / 255 - scaled).abs().max() < 1e-6
+    assert image_processor(image, size={"height": 16, "width": 64})["pixel_values"].shape == (1, 3, 16, 64)
+    assert image_processor(image, do_resize=False)["pixel_values"].shape == (1, 3, 32, 96)
+    assert image_processor.size["height"] == 32  # per-call settings leave the processor as it was
+    # Saved configurations name the filter; a name gives the same pixels as the enum.
+    named = CLIP4STRImageProcessor.from_dict({**image_processor.to_dict(), "resample": "bicubic"})
+    assert torch.equal(named(image)["pixel_values"], normalized)
+    assert not torch.equal(image_processor(image, resample="bilinear")["pixel_values"], normalized)
+    with pytest.raises(ValueError, match="Unknown resample filter"):
+        CLIP4STRImageProcessor(resample="cubic")
 
 
 def test_truncated_file_raises_error_naming_it(processor, tmp_path):
@@ -136,7 +161,7 @@ def test_rectangular_input_size(tmp_path, caption_tokenizer):
 
     model = make_model(caption_tokenizer, input_size=[16, 64])
     assert model.config.image_input_size == (16, 64)
-    processor = make_processor(model.config, caption_tokenizer)
+    processor = make_processor(model.config)
     processor.image_processor.size = {"height": 16, "width": 64}
     batch = processor(images=[word_image("wide"), word_image("words")], text=["wide", "words"])
     assert batch["pixel_values"].shape == (2, 3, 16, 64)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -73,15 +74,19 @@ REMOTE_SCRIPT = textwrap.dedent(
         raise SystemExit("the package must not be importable here")
     from transformers import AutoModel, AutoProcessor, pipeline
 
-    directory, images = sys.argv[1], sys.argv[2:]
+    directory, old_layout, images = sys.argv[1], sys.argv[2], sys.argv[3:]
     model = AutoModel.from_pretrained(directory, trust_remote_code=True)
     processor = AutoProcessor.from_pretrained(directory, trust_remote_code=True)
     pixel_values = processor(images=[Image.open(path) for path in images])["pixel_values"]
     sequences = model.generate(pixel_values)
     pipe = pipeline("image-to-text", model=directory, trust_remote_code=True)
+    old_model = AutoModel.from_pretrained(old_layout, trust_remote_code=True)
+    old_processor = AutoProcessor.from_pretrained(old_layout, trust_remote_code=True)
+    old_sequences = old_model.generate(old_processor(images=[Image.open(path) for path in images])["pixel_values"])
     print(json.dumps({
         "module": type(model).__module__,
         "sequences": sequences.tolist(),
+        "old_layout_sequences": old_sequences.tolist(),
         "texts": processor.batch_decode(sequences),
         "single": pipe(images[0]),
         "many": pipe(images),
@@ -90,8 +95,38 @@ REMOTE_SCRIPT = textwrap.dedent(
 )
 
 
+def _old_layout_copy(directory, destination):
+    """A copy of a saved directory with what versions before 0.2 also wrote: their processor held the caption
+    tokenizer too and saved it into the same `caption_tokenizer/` folder, whose tokenizer config then names the
+    processor."""
+    shutil.copytree(directory, destination)
+    path = destination / "caption_tokenizer" / "tokenizer_config.json"
+    settings = json.loads(path.read_text())
+    settings["processor_class"] = "CLIP4STRProcessor"
+    settings.setdefault("auto_map", {})["AutoProcessor"] = "processing_clip4str.CLIP4STRProcessor"
+    path.write_text(json.dumps(settings, indent=2))
+    return destination
+
+
+def test_old_layout_loads_with_auto_classes(converted_reference, tmp_path):
+    from transformers import AutoModel, AutoProcessor
+
+    import modeling_clip4str  # noqa: F401  (registers the Auto classes)
+
+    directory, model, processor = converted_reference
+    old_layout = _old_layout_copy(directory, tmp_path / "old-layout")
+    loaded = AutoModel.from_pretrained(old_layout)
+    loaded_processor = AutoProcessor.from_pretrained(old_layout)
+    assert loaded.caption_tokenizer is not None
+    assert set(loaded_processor.get_attributes()) == {"image_processor", "tokenizer"}
+    pixel_values = loaded_processor(images=_images())["pixel_values"]
+    assert torch.equal(pixel_values, processor(images=_images())["pixel_values"])
+    assert torch.equal(loaded.generate(pixel_values), model.generate(pixel_values))
+
+
 def test_loads_without_the_package_in_a_subprocess(converted_reference, tmp_path):
     directory, model, processor = converted_reference
+    old_layout = _old_layout_copy(directory, tmp_path / "old-layout")
     script = tmp_path / "remote.py"
     script.write_text(REMOTE_SCRIPT)
     images = [str(REFERENCE / "images" / f"{index}.png") for index in range(6)]
@@ -101,7 +136,7 @@ def test_loads_without_the_package_in_a_subprocess(converted_reference, tmp_path
     code = "import sys; sys.modules['modeling_clip4str'] = None; sys.argv = sys.argv[1:]; " \
            "exec(open(sys.argv[0]).read())"
     result = subprocess.run(
-        [sys.executable, "-c", code, str(script), str(directory), *images],
+        [sys.executable, "-c", code, str(script), str(directory), str(old_layout), *images],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -109,7 +144,7 @@ def test_loads_without_the_package_in_a_subprocess(converted_reference, tmp_path
     assert payload["module"].startswith("transformers_modules")
     pixel_values = processor(images=_images())["pixel_values"]
     expected = model.generate(pixel_values)
-    assert payload["sequences"] == expected.tolist()
+    assert payload["sequences"] == payload["old_layout_sequences"] == expected.tolist()
     texts = processor.batch_decode(expected)
     assert payload["texts"] == texts
     single = model.generate(pixel_values[:1])
@@ -160,7 +195,7 @@ def test_trainer_token_alignment_leaves_the_text_tower_alone(tmp_path, caption_t
 
     model = make_model(caption_tokenizer)
     text_ids = (model.config.text_config.bos_token_id, model.config.text_config.eos_token_id)
-    processor = make_processor(model.config, caption_tokenizer)
+    processor = make_processor(model.config)
     align_special_tokens(model, processor)
     assert (model.config.text_config.bos_token_id, model.config.text_config.eos_token_id) == text_ids
     tokenizer = processor.tokenizer

@@ -1,4 +1,5 @@
-"""The synthetic word dataset of the offline demo (training/synth.py) and the prediction grid (training/visualize.py)."""
+"""The synthetic word dataset of the offline demo (training/synth.py) and the prediction grid
+(training/visualize.py)."""
 
 from __future__ import annotations
 

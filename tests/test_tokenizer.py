@@ -46,3 +46,32 @@ def test_repeated_characters_are_refused():
 
 def test_default_charset_is_the_released_one():
     assert CLIP4STRTokenizer().charset == CHARSET_94 and len(CHARSET_94) == 94
+
+
+VIETNAMESE = (
+    "abcdefghijklmnopqrstuvwxyzàáạảãâầấậẩẫăằắặẳẵèéẹẻẽêềếệểễìíịỉĩòóọỏõôồốộổỗơờớợởỡùúụủũưừứựửữỳýỵỷỹđ"
+)
+
+
+def test_nfd_and_nfc_labels_give_the_same_targets():
+    import unicodedata
+
+    tokenizer = CLIP4STRTokenizer(charset=VIETNAMESE)
+    composed = [unicodedata.normalize("NFC", word) for word in ("tiếng", "việt")]
+    decomposed = [unicodedata.normalize("NFD", word) for word in composed]
+    assert [len(word) for word in decomposed] != [len(word) for word in composed]  # combining marks apart
+    assert tokenizer.unknown_characters(decomposed[1]) == ""
+    labels = tokenizer.encode_labels(decomposed)
+    assert labels.tolist() == tokenizer.encode_labels(composed).tolist()
+    assert tokenizer.batch_decode(labels) == composed
+    assert tokenizer(decomposed[0])["input_ids"] == tokenizer(composed[0])["input_ids"]
+
+
+def test_filter_unknown_applies_the_label_rule_filter():
+    from modeling_clip4str.labels_clip4str import adapt_to_charset
+
+    tokenizer = CLIP4STRTokenizer(charset=VIETNAMESE)  # lower case only
+    for label in ("Tiếng Việt!", "ĐÀ NẴNG", "x-y"):
+        filtered = tokenizer.encode_labels([label], filter_unknown=True)
+        assert tokenizer.batch_decode(filtered) == [adapt_to_charset(label, VIETNAMESE)]
+    assert tokenizer.batch_decode(tokenizer.encode_labels(["Tiếng Việt!"], filter_unknown=True)) == ["tiếngviệt"]
