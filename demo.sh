@@ -11,4 +11,4 @@ fi
 if ! python3 -c "import modeling_clip4str, training.data, datasets, kornia, lmdb, matplotlib" 2>/dev/null; then
     python3 -m pip install --quiet -e ".[training]"
 fi
-exec python3 training/demo.py "$@"
+exec python3 -m training.demo "$@"

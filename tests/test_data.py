@@ -1,11 +1,14 @@
-"""Data layer of run_str.py: label clean-up, LMDB reading, every source kind through load_str_dataset, interleaving,
-skipping of broken examples (also across DataLoader workers) and the collator. Offline; data is built here."""
+"""Data layer of run_str.py: the label rule as training data sees it, LMDB reading, every source kind through
+load_str_dataset, interleaving, skipping of broken examples (also across DataLoader workers), the training transform,
+evaluation datasets and the collator. Offline; data is built here."""
 
 from __future__ import annotations
 
 import collections
 import io
 import pickle
+import threading
+import unicodedata
 
 import datasets
 import lmdb
@@ -14,18 +17,23 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import make_processor, tiny_config
+from conftest import tiny_config
+from modeling_clip4str import CLIP4STRProcessor
+from modeling_clip4str.labels_clip4str import REASONS, LabelCleaner
 from training.data import (
+    SKIP_REASONS,
     STR_FEATURES,
-    LabelPreprocessor,
+    EvaluationDataset,
     LmdbDataset,
     STRDataCollator,
     STRExampleFilter,
+    build_eval_dataset,
     build_train_dataset,
     find_lmdb_dirs,
     interleave_str_datasets,
     load_str_dataset,
 )
+from training.data.lmdb import _ENVIRONMENTS
 
 CHARSET_36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 
@@ -58,8 +66,8 @@ NOT_AN_IMAGE = b"this is not an image at all"
 
 
 @pytest.fixture(scope="module")
-def processor(caption_tokenizer):
-    return make_processor(tiny_config(), caption_tokenizer)
+def processor():
+    return CLIP4STRProcessor.from_config(tiny_config())
 
 
 @pytest.fixture
@@ -83,39 +91,84 @@ def broken_lmdb(tmp_path):
 
 
 # --- labels -----------------------------------------------------------------------------------------------------------
-def test_label_preprocessor_order_and_counts():
-    pre = LabelPreprocessor(CHARSET_36, max_label_length=5)
-    assert pre.normalize_unicode  # ASCII charset: fold by default
-    assert pre("He llo") == "hello"  # whitespace goes first, so this is 5 characters, and the case adapts
-    assert pre("Café") == "cafe"  # NFKD fold, then lower-case
-    # 6 characters as written: dropped for length even though only "ab" would survive the charset filter.
-    assert pre("ab!!!!") is None
-    assert pre("ab!!!") == "ab"  # 5 characters: kept, then filtered
-    assert pre("!?!") is None
-    assert pre(None) is None and pre(42) is None
-    assert pre.counts == collections.Counter(kept=3, too_long=1, empty_after_filtering=1, not_a_string=2)
-    assert pre.process("ab!!!!") == (None, "too_long")
-    assert pre.counts["too_long"] == 1  # process() does not count
+def clean_all(cleaner, labels):
+    """Texts of `cleaner` for each label, and a Counter of reasons and removed characters."""
+    counts, texts = collections.Counter(), []
+    for label in labels:
+        cleaned = cleaner(label)
+        counts[cleaned.reason] += 1
+        counts["removed_characters"] += cleaned.removed_characters
+        texts.append(cleaned.text)
+    return texts, +counts
 
 
-def test_label_preprocessor_options_and_case_adaptation():
-    assert LabelPreprocessor("ABC")("abcd") == "ABC"  # upper-case-only charset
-    mixed = LabelPreprocessor("abcABC")
-    assert mixed("aBcD") == "aBc"  # both cases: case is kept
-    assert LabelPreprocessor(CHARSET_36, remove_whitespace=False)("a b") == "ab"  # space not in charset
-    assert LabelPreprocessor(CHARSET_36 + " ", remove_whitespace=False)("a b") == "a b"
+def test_label_rule_order_and_counts():
+    cleaner = LabelCleaner(CHARSET_36, max_label_length=5)
+    assert cleaner.unicode_normalization == "NFKD-ASCII"  # ASCII charset: fold by default
+    texts, counts = clean_all(cleaner, ["He llo", "Café", "ab!!!!", "ab!!!", "!?!", None, 42])
+    # Whitespace goes first, so "He llo" is 5 characters, and the case adapts; "Café" is folded, then lower-cased.
+    # "ab!!!!" is 6 characters as written: dropped for length even though only "ab" would survive the charset filter.
+    assert texts == ["hello", "cafe", None, "ab", None, None, None]
+    assert counts == collections.Counter(
+        kept=3, too_long=1, empty_after_filtering=1, not_a_string=2, removed_characters=3
+    )
+    assert cleaner("ab!!!!") == (None, "too_long", 0)
+
+
+def test_label_rule_options_and_case_adaptation():
+    assert LabelCleaner("ABC")("abcd").text == "ABC"  # upper-case-only charset
+    assert LabelCleaner("abcABC")("aBcD") == ("aBc", "kept", 1)  # both cases: case is kept
+    assert LabelCleaner(CHARSET_36, remove_whitespace=False)("a b").text == "ab"  # space not in charset
+    assert LabelCleaner(CHARSET_36 + " ", remove_whitespace=False)("a b").text == "a b"
     with pytest.raises(ValueError):
-        LabelPreprocessor("")
+        LabelCleaner("")
     with pytest.raises(ValueError):
-        LabelPreprocessor(CHARSET_36, max_label_length=0)
+        LabelCleaner(CHARSET_36, max_label_length=0)
 
 
-def test_label_preprocessor_non_latin_charset_keeps_its_characters():
-    pre = LabelPreprocessor("你好世界abcé")
-    assert not pre.normalize_unicode  # not ASCII: no NFKD fold by default
-    assert pre("你好 世界") == "你好世界"
-    assert pre("café") == "caé"  # 'f' is not in the charset; 'é' is, and stays (no fold)
-    assert LabelPreprocessor("你好世界abcé", normalize_unicode=True)("你好") is None  # folding would erase them
+def test_label_rule_non_latin_charset_keeps_its_characters():
+    cleaner = LabelCleaner("你好世界abcé")
+    assert cleaner.unicode_normalization == "NFC"  # not ASCII: no fold to ASCII by default
+    assert cleaner("你好 世界").text == "你好世界"
+    assert cleaner("café") == ("caé", "kept", 1)  # 'f' is not in the charset; 'é' is, and stays (no fold)
+    folding = LabelCleaner("你好世界abcé", unicode_normalization="NFKD-ASCII")
+    assert folding("你好").text is None  # folding to ASCII would erase them
+
+
+# Lower-case Vietnamese letters, each a single precomposed code point (NFC).
+VIETNAMESE = (
+    "aăâbcdđeêghiklmnoôơpqrstuưvxy"
+    "áàảãạắằẳẵặấầẩẫậéèẻẽẹếềểễệíìỉĩịóòỏõọốồổỗộớờởỡợúùủũụứừửữựýỳỷỹỵ"
+)
+
+
+def test_nfd_labels_keep_their_diacritics_with_a_non_ascii_charset():
+    word = "tiếngviệt"
+    decomposed = unicodedata.normalize("NFD", word)
+    assert decomposed != word and len(decomposed) > len(word)  # combining marks, as some data sets store them
+    example_filter = STRExampleFilter(LabelCleaner(VIETNAMESE))
+    kept = example_filter({"image": png_bytes(0), "text": decomposed})
+    assert kept["text"] == word and unicodedata.is_normalized("NFC", kept["text"])
+    assert example_filter.counts.totals() == collections.Counter(kept=1)  # nothing removed, nothing skipped
+    # An ASCII charset still folds accents to their base letters; removing them is not counted as removed characters.
+    ascii_filter = STRExampleFilter(LabelCleaner(CHARSET_36))
+    assert ascii_filter({"image": png_bytes(0), "text": "café"})["text"] == "cafe"
+    assert ascii_filter({"image": png_bytes(0), "text": unicodedata.normalize("NFD", "café")})["text"] == "cafe"
+    assert ascii_filter.counts.totals() == collections.Counter(kept=2)
+
+
+def test_removed_characters_are_counted_per_kept_label():
+    example_filter = STRExampleFilter(LabelCleaner(CHARSET_36))
+    for text in ["it's", "a-b-c", "ok", "!!"]:
+        example_filter({"image": png_bytes(0), "text": text})
+    assert example_filter.counts.totals() == collections.Counter(kept=3, removed_characters=3, empty_after_filtering=1)
+
+
+def test_one_list_of_skip_reasons():
+    assert set(REASONS) - {"kept"} <= set(SKIP_REASONS)  # every reason of the label rule has its words
+    from training import evaluate_str
+
+    assert evaluate_str.SKIP_REASONS is SKIP_REASONS
 
 
 # --- LMDB -------------------------------------------------------------------------------------------------------------
@@ -132,7 +185,7 @@ def test_find_lmdb_dirs(tmp_path):
         find_lmdb_dirs(tmp_path / "nowhere")
 
 
-def test_lmdb_dataset_filters_labels_at_load_and_reads_raw_bytes(tmp_path):
+def test_lmdb_dataset_reads_labels_as_stored_and_raw_image_bytes(tmp_path):
     images = [png_bytes(i) for i in range(6)]
     samples = [
         (images[0], "Hello World"),
@@ -143,24 +196,44 @@ def test_lmdb_dataset_filters_labels_at_load_and_reads_raw_bytes(tmp_path):
         (images[5], "ok"),
     ]
     write_lmdb(tmp_path / "db", samples)
-    pre = LabelPreprocessor(CHARSET_36)
-    dataset = LmdbDataset(tmp_path / "db", label_preprocessor=pre)
+    dataset = LmdbDataset(tmp_path / "db")
     assert dataset.name == "db"
-    assert len(dataset) == 2
-    assert dataset[0] == {"image": images[0], "text": "helloworld"}
+    assert len(dataset) == 4  # records without a usable label are left out; labels are cleaned by the filter
+    assert dataset[0] == {"image": images[0], "text": "Hello World"}
     assert dataset[-1] == {"image": images[5], "text": "ok"}
-    assert dataset.database_index(1) == 6
-    assert dataset.counts == collections.Counter(
-        kept=2, too_long=1, empty_after_filtering=1, missing_label=1, undecodable_label=1
-    )
-    assert pre.counts == collections.Counter(kept=2, too_long=1, empty_after_filtering=1)
+    assert [dataset[i]["text"] for i in range(len(dataset))] == ["Hello World", "x" * 26, "!!!", "ok"]
+    assert dataset.database_index(3) == 6
+    assert dataset.counts == collections.Counter(kept=4, missing_label=1, undecodable_label=1)
     with pytest.raises(IndexError):
-        dataset[2]
-    raw = LmdbDataset(tmp_path / "db")  # no preprocessor: labels as stored
-    assert [raw[i]["text"] for i in range(len(raw))] == ["Hello World", "x" * 26, "!!!", "ok"]
+        dataset[4]
     # Picklable for worker processes; the copy opens its own environment.
     copy = pickle.loads(pickle.dumps(dataset))
     assert copy[0] == dataset[0]
+
+
+def test_lmdb_environment_opens_once_when_threads_ask_together(tmp_path):
+    # `datasets` reads the shards of a shuffled stream from several threads: the first reads of a database may come
+    # from all of them at once, and lmdb refuses a second open of the same files in one process.
+    for attempt in range(5):
+        root = tmp_path / f"db{attempt}"
+        write_lmdb(root, [(png_bytes(i), f"w{i}") for i in range(4)])
+        dataset = LmdbDataset(root)
+        assert not _ENVIRONMENTS.is_open_here(root)  # reading the labels closed it again
+        barrier, results, errors = threading.Barrier(8), [], []
+
+        def read(index):
+            barrier.wait()
+            try:
+                results.append(dataset[index % 4]["image"])
+            except Exception as error:  # noqa: BLE001 - collected for the assertion below
+                errors.append(error)
+
+        threads = [threading.Thread(target=read, args=(index,)) for index in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == [] and len(results) == 8
 
 
 def test_lmdb_dataset_in_dataloader_workers_after_the_main_process_read_it(tmp_path):
@@ -261,16 +334,17 @@ def test_load_lmdb_tree_streaming_and_map_style(tmp_path):
     second = [(png_bytes(20 + i), f"B {i}") for i in range(3)]
     write_lmdb(tmp_path / "tree" / "one", first)
     write_lmdb(tmp_path / "tree" / "nested" / "two", second)
-    pre = LabelPreprocessor(CHARSET_36)
-    streamed = load_str_dataset(str(tmp_path / "tree"), streaming=True, label_preprocessor=pre)
+    streamed = load_str_dataset(str(tmp_path / "tree"), streaming=True)
     assert isinstance(streamed, datasets.IterableDataset) and streamed.n_shards == 8  # one shard per sample here
-    expected = [(image, text) for image, text in first] + [(image, f"b{i}") for i, (image, _) in enumerate(second)]
-    # LMDB databases are found in sorted order: nested/two, then one.
-    assert sorted(_as_pairs(streamed)) == sorted(expected)
-    assert pre.counts["kept"] == 8
+    # LMDB databases are found in sorted order: nested/two, then one. Labels come as stored.
+    assert sorted(_as_pairs(streamed)) == sorted(first + second)
     mapped = load_str_dataset(str(tmp_path / "tree"), streaming=False, cache_dir=str(tmp_path / "cache"))
     assert isinstance(mapped, datasets.Dataset) and len(mapped) == 8
-    assert sorted(_as_pairs(mapped)) == sorted(first + second)  # no preprocessor: raw labels
+    assert sorted(_as_pairs(mapped)) == sorted(first + second)
+    # The filter cleans them: "B 0" -> "b0".
+    cleaned = build_train_dataset([str(tmp_path / "tree")], charset=CHARSET_36, shuffle_buffer_size=0)
+    expected = [text for _, text in first] + [f"b{i}" for i in range(3)]
+    assert sorted(example["text"] for example in cleaned) == sorted(expected)
 
 
 def test_load_errors_name_the_source(tmp_path):
@@ -314,42 +388,37 @@ GOOD = ["good0", "good2", "good4", "good6", "good8", "good9"]
 def test_filter_skips_and_counts_broken_examples_in_a_stream(broken_lmdb):
     dataset = build_train_dataset([str(broken_lmdb)], charset=CHARSET_36, shuffle_buffer_size=0)
     kept = list(dataset)
-    assert [example["text"] for example in kept] == GOOD  # the too-long label was dropped when the LMDB was read
+    assert [example["text"] for example in kept] == GOOD
     assert all(isinstance(example["image"], Image.Image) and example["image"].mode == "RGB" for example in kept)
-    skipped = sum((collections.Counter(example["skipped"]) for example in kept), collections.Counter())
-    assert skipped == collections.Counter(undecodable_image=2, missing_image=1)
-    # The skip right after good4 (and before good6) is attached to good6: counts travel with the next kept example.
-    assert kept[3]["skipped"] == {"missing_image": 1}
+    # The too-long label is dropped by the filter, like every other unusable label, whatever the source.
+    assert dataset.stats == collections.Counter(kept=6, undecodable_image=2, missing_image=1, too_long=1)
 
 
-def test_filter_attaches_trailing_skips_to_the_last_kept_example():
-    example_filter = STRExampleFilter(LabelPreprocessor(CHARSET_36))
+def test_filter_counts_every_skip_of_a_stream():
+    example_filter = STRExampleFilter(LabelCleaner(CHARSET_36))
     stream = [
         {"image": NOT_AN_IMAGE, "text": "a"},
         {"image": png_bytes(0), "text": "b"},
         {"image": png_bytes(1), "text": "!!"},
         {"image": {"bytes": None, "path": None}, "text": "c"},
     ]
-    kept = list(example_filter.iterate(stream))
+    kept = list(example_filter.apply(example for example in stream))  # a generator: filtered as a stream
     assert [example["text"] for example in kept] == ["b"]
-    assert kept[0]["skipped"] == {"undecodable_image": 1, "empty_after_filtering": 1, "missing_image": 1}
-    assert example_filter.counts == collections.Counter(
+    assert example_filter.counts.totals() == collections.Counter(
         kept=1, undecodable_image=1, empty_after_filtering=1, missing_image=1
     )
 
 
 def test_skip_counts_reach_the_main_process_from_dataloader_workers(broken_lmdb, processor):
-    # The labels were read in this process, which keeps the LMDB open: the forked workers read through it.
     dataset = build_train_dataset([str(broken_lmdb)], charset=CHARSET_36, shuffle_buffer_size=0)
-    collator = STRDataCollator(processor)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=2, num_workers=2, collate_fn=collator)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=2, num_workers=2, collate_fn=STRDataCollator(processor))
     batches = list(loader)
     assert all(set(batch) == {"pixel_values", "labels"} for batch in batches)  # counts do not travel in batches
     texts = [text for batch in batches for text in processor.batch_decode(batch["labels"])]
     assert sorted(texts) == GOOD  # each worker read its own shards: nothing twice, nothing lost
-    assert collator.stats == collections.Counter(kept=6, undecodable_image=2, missing_image=1)
-    collator.reset_stats()
-    assert collator.stats == collections.Counter()
+    assert dataset.stats == collections.Counter(kept=6, undecodable_image=2, missing_image=1, too_long=1)
+    dataset.reset_stats()
+    assert dataset.stats == collections.Counter()
 
 
 def test_map_style_filter_skips_broken_images_and_drops_bad_labels(tmp_path, processor):
@@ -361,14 +430,53 @@ def test_map_style_filter_skips_broken_images_and_drops_bad_labels(tmp_path, pro
         [str(tmp_path / "data.parquet")], charset=CHARSET_36, streaming=False, cache_dir=str(tmp_path / "cache")
     )
     assert len(dataset) == 4 and dataset.label_drop_counts == {"empty_after_filtering": 1}
-    assert dataset[0]["text"] == "word0" and dataset[0]["skipped"] == {}
+    assert dataset[0]["text"] == "word0"
     substitute = dataset[1]  # the truncated image: the next usable example comes instead
-    assert substitute["text"] == "word2" and substitute["skipped"] == {"undecodable_image": 1}
-    collator = STRDataCollator(processor)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=4, collate_fn=collator)
+    assert substitute["text"] == "word2"
+    assert dataset.stats == collections.Counter(kept=2, undecodable_image=1)
+    dataset.reset_stats()
+    loader = torch.utils.data.DataLoader(dataset, batch_size=4, collate_fn=STRDataCollator(processor))
     (batch,) = list(loader)
     assert batch["pixel_values"].shape == (4, 3, 32, 32)
-    assert collator.stats == collections.Counter(kept=4, undecodable_image=1)
+    assert dataset.stats == collections.Counter(kept=4, undecodable_image=1)
+
+
+def test_evaluation_dataset_skips_without_substituting(tmp_path, processor):
+    records = _records(5)
+    records[1]["image"] = {"bytes": TRUNCATED_PNG, "path": None}
+    records[3]["text"] = "?!"
+    _hf_dataset(records).to_parquet(str(tmp_path / "a.parquet"))
+    _hf_dataset(_records(2, offset=10)).to_parquet(str(tmp_path / "b.parquet"))
+    dataset = build_eval_dataset(
+        [str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet")], charset=CHARSET_36, split="train",
+        cache_dir=str(tmp_path / "cache"),
+    )
+    assert isinstance(dataset, EvaluationDataset) and len(dataset) == 7  # the sources one after the other
+    assert dataset[1] is None and dataset[3] is None  # no substitute: nothing is scored twice
+    dataset.reset_stats()
+    for workers in (0, 2):
+        loader = torch.utils.data.DataLoader(dataset, batch_size=2, num_workers=workers,
+                                             collate_fn=STRDataCollator(processor))
+        texts = [text for batch in loader for text in processor.batch_decode(batch["labels"])]
+        assert texts == ["word0", "word2", "word4", "word10", "word11"]
+        assert dataset.stats == collections.Counter(kept=5, undecodable_image=1, empty_after_filtering=1)
+        dataset.reset_stats()
+    limited = build_eval_dataset([str(tmp_path / "a.parquet")], split="train", max_samples=2,
+                                 cache_dir=str(tmp_path / "cache"))
+    assert len(limited) == 2
+
+
+def test_evaluation_dataset_counts_unreadable_records():
+    class Flaky(list):
+        def __getitem__(self, i):
+            if i == 1:
+                raise OSError("disk error")
+            return super().__getitem__(i)
+
+    dataset = EvaluationDataset(Flaky([(png_bytes(0), "ab"), None, ("not an image", "cd")]),
+                                STRExampleFilter(LabelCleaner(CHARSET_36)))
+    assert dataset[0]["text"] == "ab" and dataset[1] is None and dataset[2] is None
+    assert dataset.stats == collections.Counter(kept=1, unreadable_record=1, missing_image=1)
 
 
 def test_build_train_dataset_interleaves_streams(tmp_path, monkeypatch):
@@ -387,20 +495,17 @@ def test_build_train_dataset_interleaves_streams(tmp_path, monkeypatch):
 
 
 # --- collator ---------------------------------------------------------------------------------------------------------
-def test_collator_shapes_values_and_augmentation_before_resize(processor):
+def test_training_transform_sees_the_decoded_crop_before_the_resize(processor):
     seen_sizes = []
 
     def augment(image):
         seen_sizes.append(image.size)
         return image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
 
-    collator = STRDataCollator(processor, augment=augment, max_label_length=12)
     image = Image.open(io.BytesIO(png_bytes(3, size=(40, 10))))
-    examples = [
-        {"image": image, "text": "ab"},
-        {"image": png_bytes(4, size=(30, 12)), "text": "hello", "skipped": {"too_long": 2}},  # bytes are decoded too
-    ]
-    batch = collator(examples)
+    examples = [{"image": image, "text": "ab"}, {"image": png_bytes(4, size=(30, 12)), "text": "hello"}]
+    dataset = STRExampleFilter(LabelCleaner(CHARSET_36, max_label_length=12)).apply(examples, transform=augment)
+    batch = STRDataCollator(processor, max_label_length=12)([dataset[0], dataset[1]])
     assert seen_sizes == [(40, 10), (30, 12)]  # augmentation sees the original crop, before the resize
     assert batch["pixel_values"].shape == (2, 3, 32, 32) and batch["pixel_values"].dtype == torch.float32
     tokenizer = processor.tokenizer
@@ -409,7 +514,15 @@ def test_collator_shapes_values_and_augmentation_before_resize(processor):
     assert batch["labels"].tolist() == [ids("ab") + [eos] + [pad] * 3, ids("hello") + [eos]]
     flipped = processor(images=[image.convert("RGB").transpose(Image.Transpose.FLIP_LEFT_RIGHT)])["pixel_values"]
     torch.testing.assert_close(batch["pixel_values"][0], flipped[0])
-    assert collator.stats == collections.Counter(kept=2, too_long=2)
+    assert dataset.stats == collections.Counter(kept=2)
+
+
+def test_collator_decodes_bytes_keeps_texts_and_leaves_out_skipped_records(processor):
+    collator = STRDataCollator(processor, encode_labels=False)
+    batch = collator([None, {"image": png_bytes(4, size=(30, 12)), "text": "Any text!"}])  # bytes are decoded too
+    assert batch["pixel_values"].shape == (1, 3, 32, 32) and batch["texts"] == ["Any text!"]
+    empty = STRDataCollator(processor)([None, None])  # every record of the batch was skipped
+    assert empty["pixel_values"].shape == (0, 3, 32, 32) and empty["labels"].shape[0] == 0
 
 
 def test_collator_errors(processor):
@@ -420,4 +533,3 @@ def test_collator_errors(processor):
         collator([{"image": NOT_AN_IMAGE, "text": "ab"}])
     with pytest.raises(ValueError, match="'image' and 'text'"):
         collator([{"text": "ab"}])
-    assert collator.stats == collections.Counter()  # failed batches are not counted

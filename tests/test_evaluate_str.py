@@ -11,7 +11,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from conftest import REPO, make_model, make_processor, word_image
+from conftest import REPO, make_model, word_image
+from modeling_clip4str import CLIP4STRProcessor
 
 lmdb = pytest.importorskip("lmdb")
 
@@ -55,7 +56,7 @@ def lmdb_tree(tmp_path_factory):
 def saved_model(tmp_path_factory, caption_tokenizer):
     """A tiny random CLIP4STR and its processor, saved like a trained one."""
     model = make_model(caption_tokenizer)
-    processor = make_processor(model.config, caption_tokenizer)
+    processor = CLIP4STRProcessor.from_config(model.config)
     directory = tmp_path_factory.mktemp("model") / "tiny-clip4str"
     model.save_pretrained(directory)
     processor.save_pretrained(directory)
@@ -70,9 +71,11 @@ def saved_model(tmp_path_factory, caption_tokenizer):
 class OracleProcessor:
     """Images are solid colours; pixel_values carry the red value, which the oracle maps to a text."""
 
+    image_processor = SimpleNamespace(size={"height": 2, "width": 2})
+
     def __call__(self, images, return_tensors="pt"):
-        red = images.convert("RGB").getpixel((0, 0))[0]
-        return {"pixel_values": torch.full((1, 3, 2, 2), float(red))}
+        reds = [image.convert("RGB").getpixel((0, 0))[0] for image in images]
+        return {"pixel_values": torch.stack([torch.full((3, 2, 2), float(red)) for red in reds])}
 
     def batch_decode(self, output, return_confidences=False):
         assert return_confidences
@@ -124,7 +127,7 @@ def test_evaluate_model_scores_skips_and_combines():
     }
     model.answers[5] = ("cafe", 0.5)
     results = evaluate_model(model, OracleProcessor(), datasets, batch_size=2, refine_iters=3, show_progress=False)
-    # Preprocessing in the calling thread instead of the look-ahead threads changes nothing but the timings.
+    # Preprocessing in this process instead of DataLoader workers changes nothing but the timings.
     inline = evaluate_model(
         OracleModel(model.answers), OracleProcessor(), datasets, batch_size=2, refine_iters=3, num_workers=0,
         show_progress=False,
@@ -267,11 +270,10 @@ def test_cli_reports_bad_input(lmdb_tree, saved_model, tmp_path, capsys):
     assert "not both" in capsys.readouterr().err
 
 
-def test_cli_help():
-    result = subprocess.run(
-        [sys.executable, str(REPO / "training" / "evaluate_str.py"), "--help"],
-        capture_output=True, text=True, timeout=60, cwd=REPO,
-    )
+@pytest.mark.parametrize("how", ["script", "module"])
+def test_cli_help(how):
+    script = [str(REPO / "training" / "evaluate_str.py")] if how == "script" else ["-m", "training.evaluate_str"]
+    result = subprocess.run([sys.executable, *script, "--help"], capture_output=True, text=True, timeout=60, cwd=REPO)
     assert result.returncode == 0, result.stderr
     for option in ("--model", "--data", "--datasets", "--cased", "--punctuation", "--batch-size", "--refine-iters",
                    "--device", "--output-json", "--output-markdown", "--max-samples", "--data-source"):

@@ -64,6 +64,29 @@ def test_normalize_for_protocol(text, charset, expected):
     assert normalize_for_protocol(text, charset) == expected
 
 
+def test_normalize_for_protocol_agrees_with_the_label_rule():
+    """The metric script keeps its own copy of the label rule's case adaptation and charset filter (it must stay
+    self-contained for `evaluate.load`); both must give the same text for every string and charset."""
+    import random
+    import string
+
+    from modeling_clip4str.labels_clip4str import adapt_to_charset
+
+    vietnamese = "aăâbcdđeêghiklmnoôơpqrstuưvxyáàảãạếềểễệ"
+    charsets = [
+        CHARSET_36, CHARSET_62, CHARSET_94, protocol_charset(punctuation=True), "ABC", "abcABC", "0123",
+        "你好世界abcé", vietnamese, vietnamese.upper(), vietnamese + vietnamese.upper(), "ß" + string.ascii_lowercase,
+        "İIıi", "Σσς", string.punctuation,
+    ]
+    alphabet = string.printable + "éÉèÈçÇßẞİıΣσςĳǅǆǄ你好世界ăĂâÂđĐêÊôÔơƠưƯếẾệỆ\u0301\u0323\u00a0\u2163ﬁ"
+    rng = random.Random(0)
+    texts = ["", "Hello, World!", "café", "CAFÉ", "Straße", "ǅemal", "İstanbul", "ΣΟΦΟΣ", "tiếng Việt"]
+    texts += ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 20))) for _ in range(500)]
+    for charset in charsets:
+        for text in texts:
+            assert normalize_for_protocol(text, charset) == adapt_to_charset(text, charset), (text, charset)
+
+
 def test_normalize_for_protocol_rejects_non_strings():
     with pytest.raises(TypeError, match="Expected a string"):
         normalize_for_protocol(None)

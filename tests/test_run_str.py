@@ -37,10 +37,11 @@ def workspace(tmp_path_factory):
     return root, clip
 
 
-def run_str(workspace, *arguments, launcher=(sys.executable,), timeout=400):
+def run_str(workspace, *arguments, launcher=(sys.executable,), as_module=False, timeout=400):
     root, clip = workspace
+    script = ["-m", "training.run_str"] if as_module else [str(REPO / "training" / "run_str.py")]
     command = [
-        *launcher, str(REPO / "training" / "run_str.py"),
+        *launcher, *script,
         "--clip_model_name_or_path", str(clip), "--charset", CHARSET, "--max_label_length", "8",
         "--decoder_num_heads", "4", "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "8",
         "--learning_rate", "1e-3", "--scale_lr_by_batch", "false", "--dataloader_num_workers", "0",
@@ -63,8 +64,9 @@ def test_few_steps_from_each_kind_of_source(workspace, source):
     out = root / f"out-{source}"
     # The folder run also reads wide images (16x64) with the 32x32 tower, its position table resized.
     wide = ["--image_size", "16", "64"] if source == "folder" else []
+    # The LMDB run starts the script as a module (`python -m training.run_str`), the others by its path.
     run_str(workspace, "--train_datasets", str(root / source), "--output_dir", str(out), "--max_steps", "3",
-            "--augment", "true" if source == "parquet" else "false", *wide)
+            "--augment", "true" if source == "parquet" else "false", *wide, as_module=source == "lmdb")
     state = trainer_state(out)
     assert state["global_step"] == 3
     assert any("loss" in entry for entry in state["log_history"])
@@ -87,7 +89,8 @@ def test_loss_falls_when_overfitting_one_batch(workspace):
     out = root / "out-overfit"
     run_str(workspace, "--train_datasets", str(root / "lmdb" / "real" / "part1"), "--output_dir", str(out),
             "--max_steps", "40", "--per_device_train_batch_size", "8", "--augment", "false",
-            "--shuffle_buffer_size", "0", "--learning_rate", "3e-3", "--decoder_lr_multiplier", "1", "--decoder_dropout", "0.0",
+            "--shuffle_buffer_size", "0", "--learning_rate", "3e-3", "--decoder_lr_multiplier", "1",
+            "--decoder_dropout", "0.0",
             "--save_strategy", "no")
     losses = [entry["loss"] for entry in trainer_state(out)["log_history"] if "loss" in entry]
     assert len(losses) == 40
@@ -120,14 +123,22 @@ def test_corrupt_image_is_skipped_and_counted(workspace):
     root, _ = workspace
     samples = [(png_bytes_of(word_image(w)), w) for w in WORDS]
     samples[3] = (b"\x89PNG\r\n\x1a\n truncated", "tree")
+    samples[5] = (samples[5][0], "fish!")  # "!" is not in the charset: removed, and counted
     write_lmdb(root / "corrupt", samples)
     out = root / "out-corrupt"
     run_str(workspace, "--train_datasets", str(root / "corrupt"), "--output_dir", str(out), "--max_steps", "4",
-            "--augment", "false", "--save_strategy", "no", "--shuffle_buffer_size", "0")
+            "--augment", "false", "--save_strategy", "no", "--shuffle_buffer_size", "0",
+            "--eval_datasets", str(root / "corrupt"), "--dataloader_num_workers", "2")
     history = trainer_state(out)["log_history"]
     skipped = max(entry.get("data/undecodable_image", 0) for entry in history)
     assert skipped >= 1
+    assert max(entry.get("data/removed_characters", 0) for entry in history) >= 1
     assert trainer_state(out)["global_step"] == 4
+    # Evaluation reads every record once, in worker processes: the corrupt one is counted, not replaced by another.
+    metrics = json.loads((out / "eval_results.json").read_text())
+    assert metrics["eval_data/undecodable_image"] == 1 and metrics["eval_data/kept"] == len(WORDS) - 1
+    assert metrics["eval_data/removed_characters"] == 1
+    assert metrics["eval_num_samples"] == len(WORDS) - 1
 
 
 def test_two_processes_with_accelerate_launch(workspace):

@@ -2,16 +2,16 @@
 """The offline demo: synthetic word images -> a small CLIP4STR trained from a random CLIP -> scores on held-out words
 -> a PNG grid of predictions. Nothing is downloaded.
 
-    python training/demo.py [--output-dir demo_output] [--seed 0]
+    python -m training.demo [--output-dir demo_output] [--seed 0]
 
 Steps (each one a command you can also run by hand; they are printed as they run):
 1. `python -m training.synth`: rendered words (matplotlib's fonts, varied sizes, colours, rotation, blur, noise); the
    test words never occur in training.
 2. A small random CLIP (`CLIPModel` with random weights, and a byte-level CLIP BPE tokenizer written here) is saved,
    so that `run_str.py` can start from it exactly as it starts from `openai/clip-vit-base-patch16`.
-3. `python training/run_str.py --clip_model_name_or_path <random CLIP> --image_size 32 128 ...` trains CLIP4STR on
+3. `python -m training.run_str --clip_model_name_or_path <random CLIP> --image_size 32 128 ...` trains CLIP4STR on
    the train split (one thread for the model, one data-loader worker: see `--threads`).
-4. `python training/evaluate_str.py --model <trained> --data-source hub --data held-out=<data> --split test` scores
+4. `python -m training.evaluate_str --model <trained> --data-source hub --data held-out=<data> --split test` scores
    it on the held-out words.
 5. A grid of test images with predictions and confidences is written to `<output-dir>/predictions.png`.
 """
@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 # The recipe: settings found to reach >= 90% word accuracy on held-out words within the time budget on 2 CPU cores
 # (see the README for the measured numbers).
@@ -67,13 +66,15 @@ def random_clip(directory: Path, seed: int) -> Path:
     import torch
     from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
 
+    from modeling_clip4str import clip_tower_config
+
     byte_level_clip_tokenizer(directory)
     vocab_size = len(CLIPTokenizer.from_pretrained(directory))
     torch.manual_seed(seed)
 
     def tower(width, layers):
-        return dict(hidden_size=width, intermediate_size=4 * width, num_hidden_layers=layers,
-                    num_attention_heads=max(1, width // 32), hidden_act="quick_gelu")
+        # Heads of 32 channels instead of CLIP's 64: a tower this narrow would otherwise have a single head.
+        return clip_tower_config(width, layers, num_attention_heads=max(1, width // 32))
 
     config = CLIPConfig(
         vision_config=dict(tower(CLIP["vision_width"], CLIP["vision_layers"]), image_size=CLIP["image_size"],
@@ -115,7 +116,7 @@ def run(command: list[str], log: Path, threads: int | None = None) -> float:
     """Run a step, echoing it, with its output also saved to `log`. Returns the seconds it took."""
     print("$ " + " ".join(command), flush=True)
     start = time.perf_counter()
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = dict(os.environ)  # the steps run as modules from the repository root (`python -m training.x`)
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
     with open(log, "w") as handle:
@@ -156,7 +157,7 @@ def main():
     clip_dir = random_clip(out / "random-clip", args.seed)
     model_dir = out / "clip4str-demo"
     times["train"] = run([
-        sys.executable, "training/run_str.py",
+        sys.executable, "-m", "training.run_str",
         "--clip_model_name_or_path", str(clip_dir),
         "--charset", "0123456789abcdefghijklmnopqrstuvwxyz", "--max_label_length", str(DATA["max_len"]),
         "--image_size", *(str(value) for value in CLIP["input_size"]),
@@ -173,7 +174,7 @@ def main():
 
     results = out / "results.json"
     times["evaluate"] = run([
-        sys.executable, "training/evaluate_str.py", "--model", str(model_dir), "--data-source", "hub",
+        sys.executable, "-m", "training.evaluate_str", "--model", str(model_dir), "--data-source", "hub",
         "--data", f"held-out={data}", "--split", "test", "--batch-size", "100", "--no-progress",
         "--output-json", str(results), "--output-markdown", str(out / "results.md"),
     ], out / "evaluate.log")
@@ -191,15 +192,13 @@ def main():
 def write_grid(model_dir: Path, data: Path, path: Path, count: int = 24) -> Path:
     import datasets
     import torch
-    from transformers import AutoModel, AutoProcessor
 
-    import modeling_clip4str  # noqa: F401
+    from training.loading import load_model_and_processor
     from training.visualize import save_prediction_grid
 
     test = datasets.load_dataset("parquet", data_files=sorted(str(p) for p in (data / "test").glob("*.parquet")),
                                  split="train").select(range(count))
-    model = AutoModel.from_pretrained(model_dir).eval()
-    processor = AutoProcessor.from_pretrained(model_dir)
+    model, processor = load_model_and_processor(str(model_dir))
     images, labels = list(test["image"]), list(test["text"])
     with torch.inference_mode():
         output = model.generate(**processor(images=images), return_dict_in_generate=True)

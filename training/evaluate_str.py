@@ -1,20 +1,22 @@
 #!/usr/bin/env python
 """Score a CLIP4STR model on scene text recognition benchmarks and print the usual STR results table.
 
-    python training/evaluate_str.py --model OUTPUT_DIR_OR_HUB_ID --data data/test
-    python training/evaluate_str.py --model MODEL --data data/test --datasets IIIT5k SVT CUTE80 --cased --punctuation \
-        --output-json results.json --output-markdown results.md
+    python -m training.evaluate_str --model OUTPUT_DIR_OR_HUB_ID --data data/test
+    python -m training.evaluate_str --model MODEL --data data/test --datasets IIIT5k SVT CUTE80 --cased \
+        --punctuation --output-json results.json --output-markdown results.md
 
 `--data` takes LMDB directories or trees of them in the STR community layout (one directory per benchmark, each with
 `data.mdb`), or, with `--data-source hub`, Hub datasets / local parquet or imagefolder datasets with an image and a
 text column (`NAME=SOURCE` names one explicitly).
 
-Scoring follows the reference test protocol: labels have their whitespace removed and are folded to ASCII (Unicode
-NFKD), labels longer than the model's `max_label_length` are left out, then prediction and label are compared on the
-36 lowercase alphanumerics (`--cased`: 62 characters, `--punctuation`: plus the 32 ASCII punctuation characters).
-Samples that cannot be scored are counted per dataset with the reason; nothing is dropped silently.
+Scoring follows the reference test protocol: labels are cleaned by the label rule of training
+([`~modeling_clip4str.labels_clip4str.LabelCleaner`]) for the comparison charset (whitespace removed, folded to
+ASCII, labels longer than the model's `max_label_length` left out), then prediction and label are compared on the 36
+lowercase alphanumerics (`--cased`: 62 characters, `--punctuation`: plus the 32 ASCII punctuation characters).
+Samples that cannot be scored are counted per dataset with the reason; nothing is dropped silently, and nothing is
+scored twice.
 
-From Python (e.g. at the end of training), call [`evaluate_model`] with `{name: iterable of (image, text)}`.
+From Python (e.g. at the end of training), call [`evaluate_model`] with `{name: dataset}`.
 """
 
 from __future__ import annotations
@@ -25,29 +27,30 @@ import logging
 import math
 import os
 import string
-import sys
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 from pathlib import Path
 
-# Make `training.*` importable when this file is run as a script from a clone.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import datasets as hf_datasets
+import torch
+import transformers
+from tqdm.auto import tqdm
 
-import torch  # noqa: E402
-import transformers  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
-
-from training.data import (  # noqa: E402
-    LabelPreprocessor,
+from modeling_clip4str.labels_clip4str import LabelCleaner
+from training.data import (
+    SKIP_REASONS,
+    EvaluationDataset,
+    FilteredIterableDataset,
     LmdbDataset,
+    STRDataCollator,
     STRExampleFilter,
     find_lmdb_dirs,
     load_str_dataset,
 )
-from training.protocol import STRScoreAccumulator, normalize_for_protocol, protocol_charset  # noqa: E402
+from training.loading import load_model_and_processor
+from training.protocol import STRScoreAccumulator, normalize_for_protocol, protocol_charset
 
 logger = logging.getLogger("evaluate_str")
 
@@ -56,74 +59,65 @@ STANDARD_BENCHMARKS = (
 )
 """The usual benchmark directory names, in the order tables list them (other datasets follow, by name)."""
 
-# Why a sample is not scored: the reasons of `training.data` (so training logs and test reports use the same words),
-# plus failures to read a record at all. Keys of the per-dataset `skipped` counts, with their descriptions.
-SKIP_REASONS = {
-    "not_a_string": "no label",
-    "missing_label": "no label",
-    "undecodable_label": "label not UTF-8",
-    "too_long": "label too long",
-    "empty_after_filtering": "label empty under the protocol",
-    "missing_image": "no image",
-    "undecodable_image": "unreadable image",
-    "unreadable_record": "unreadable record",
-}
+_SCORES = ("accuracy", "one_minus_ned", "mean_confidence", "mean_label_length")
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# Records
+# Reading one dataset
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def _split_record(record) -> tuple[object, object]:
-    """(image, text) of a record given as a pair or as a mapping with "image" and "text"."""
-    if isinstance(record, Mapping):
-        return record.get("image"), record.get("text")
-    if isinstance(record, (tuple, list)) and len(record) == 2:
-        return record[0], record[1]
-    raise TypeError(
-        f"Dataset items must be (image, text) pairs or mappings with 'image' and 'text', got {type(record).__name__}."
+def _is_map_style(dataset) -> bool:
+    return hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__") and not isinstance(dataset, Mapping)
+
+
+def filtered_records(dataset, example_filter: STRExampleFilter, max_samples: int | None):
+    """The first `max_samples` records of `dataset` (all by default) through `example_filter`: an
+    [`EvaluationDataset`] for map-style data (read by index, in order), a [`FilteredIterableDataset`] for streams."""
+    if max_samples is not None:
+        if _is_map_style(dataset):
+            dataset = torch.utils.data.Subset(dataset, range(min(len(dataset), max_samples)))
+        elif isinstance(dataset, hf_datasets.IterableDataset):
+            dataset = dataset.take(max_samples)
+        else:  # a plain iterable, read once: its first records
+            dataset = list(islice(dataset, max_samples))
+    if _is_map_style(dataset):
+        return EvaluationDataset(dataset, example_filter)
+    return FilteredIterableDataset(dataset, example_filter)
+
+
+def _read_batch(model, processor, batch: dict, refine_iters: int | None) -> tuple[list[str], list[float]]:
+    """Predicted texts and word confidences of one collated batch."""
+    parameter = next(model.parameters())
+    pixel_values = batch["pixel_values"].to(parameter.device, parameter.dtype)
+    output = model.generate(pixel_values=pixel_values, refine_iters=refine_iters, return_dict_in_generate=True)
+    decoded = processor.batch_decode(output, return_confidences=True)
+    # A product of float32 probabilities can land a rounding error above 1.
+    return decoded["texts"], [min(1.0, max(0.0, float(value))) for value in decoded["confidences"]]
+
+
+def score_dataset(model, processor, records, scores: STRScoreAccumulator, *, batch_size: int, num_workers: int,
+                  refine_iters: int | None, description: str, show_progress: bool) -> None:
+    """Read `records` (a filtered dataset) with a DataLoader and `model.generate`, adding to `scores`."""
+    loader = torch.utils.data.DataLoader(
+        records, batch_size=batch_size, num_workers=num_workers,
+        collate_fn=STRDataCollator(processor, max_label_length=None, encode_labels=False),
     )
+    # A bar updated by hand: wrapping the loader in tqdm.auto would start its worker processes twice.
+    progress = tqdm(total=len(loader) if isinstance(records, EvaluationDataset) else None, desc=description,
+                    unit="batch", disable=not show_progress, dynamic_ncols=True)
+    for batch in loader:
+        if batch["texts"]:
+            texts, confidences = _read_batch(model, processor, batch, refine_iters)
+            scores.update(texts, batch["texts"], confidences)
+        progress.update(1)
+    progress.close()
 
 
-def _iterate_records(dataset, max_samples: int | None):
-    """Yield `(record, error)` pairs; map-style datasets are read by index so that one bad record is skippable."""
-    if hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__") and not isinstance(dataset, Mapping):
-        total = len(dataset) if max_samples is None else min(len(dataset), max_samples)
-        for index in range(total):
-            try:
-                yield dataset[index], None
-            except (KeyError, OSError, ValueError, UnicodeDecodeError) as error:  # a broken record, not a bug
-                yield None, error
-    else:
-        yield from ((record, None) for record in islice(dataset, max_samples))
-
-
-def _dataset_length(dataset, max_samples: int | None) -> int | None:
-    try:
-        length = len(dataset)
-    except TypeError:
-        return max_samples
-    return length if max_samples is None else min(length, max_samples)
-
-
-def _prefetch(function, items: Iterable, num_workers: int, lookahead: int):
-    """`map(function, items)` in order, computed up to `lookahead` items ahead by `num_workers` threads.
-
-    Decoding and resizing images (PIL releases the GIL for most of it) then overlaps with `generate`; the bounded
-    look-ahead keeps memory flat on large test sets. `num_workers=0` maps in the calling thread.
-    """
-    if num_workers == 0:
-        yield from map(function, items)
-        return
-    with ThreadPoolExecutor(max_workers=num_workers) as pool:
-        pending = deque()
-        for item in items:
-            pending.append(pool.submit(function, item))
-            if len(pending) >= lookahead:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
+def _summary(scores: STRScoreAccumulator) -> dict:
+    result = scores.compute()
+    result.setdefault("mean_confidence", None)
+    return result
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -131,10 +125,36 @@ def _prefetch(function, items: Iterable, num_workers: int, lookahead: int):
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def _summary(scores: STRScoreAccumulator) -> dict:
-    result = scores.compute()
-    result.setdefault("mean_confidence", None)
-    return result
+def _check_options(datasets, batch_size: int, max_samples: int | None, num_workers: int):
+    if not isinstance(datasets, Mapping):
+        raise TypeError("`datasets` must map names to datasets of (image, text), e.g. {'IIIT5k': dataset}.")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+    if max_samples is not None and max_samples < 1:
+        raise ValueError(f"max_samples must be at least 1, got {max_samples}.")
+    if num_workers < 0:
+        raise ValueError(f"num_workers must be >= 0, got {num_workers}.")
+
+
+def _warn_about_unreadable_characters(model, charset: str):
+    model_charset = getattr(model.config, "charset", None)
+    if model_charset is not None:
+        unreadable = sorted(set(charset) - set(normalize_for_protocol(model_charset, charset)))
+        if unreadable:
+            logger.warning(
+                "The comparison charset has characters the model cannot produce (%s): labels holding them cannot "
+                "be matched.", "".join(unreadable),
+            )
+
+
+def _mean_of_datasets(results: dict) -> dict:
+    """The arithmetic mean of each score over the datasets with at least one scored sample."""
+    scored = [result for result in results.values() if result["num_samples"]]
+    mean = {"num_datasets": len(scored)}
+    for key in _SCORES:
+        values = [result[key] for result in scored]
+        mean[key] = math.fsum(values) / len(values) if values and None not in values else None
+    return mean
 
 
 @torch.inference_mode()
@@ -151,7 +171,7 @@ def evaluate_model(
     max_label_length: int | None = -1,
     max_samples: int | None = None,
     remove_whitespace: bool = True,
-    normalize_unicode: bool | None = None,
+    unicode_normalization: str | None = None,
     device: str | torch.device | None = None,
     num_workers: int = 4,
     show_progress: bool = True,
@@ -163,145 +183,61 @@ def evaluate_model(
             `generate(pixel_values=..., refine_iters=..., return_dict_in_generate=True)` output works with
             `processor.batch_decode(..., return_confidences=True)`.
         processor: its processor.
-        datasets: `{name: iterable}` where each item is an `(image, text)` pair or a mapping with `"image"` and
-            `"text"`. Images may be encoded bytes (as stored in LMDB), paths, PIL images, `datasets` image dicts,
-            arrays or tensors. Map-style datasets (with `len` and indexing) are read by index. A dataset's `counts`
-            (as [`~training.data.LmdbDataset`] keeps of records it dropped when opened) are reported as skipped.
+        datasets: `{name: dataset}`, each a map-style dataset (read by index, in order) or an iterable whose items
+            are `(image, text)` pairs or mappings with `"image"` and `"text"`. Images may be encoded bytes (as stored
+            in LMDB), paths, PIL images, `datasets` image dicts, arrays or tensors. A dataset's `counts` (as
+            [`~training.data.LmdbDataset`] keeps of records it left out when opened) are reported as skipped.
         charset, cased, punctuation: the comparison protocol (default: 36 lowercase alphanumerics).
-        batch_size: images per `generate` call.
+        batch_size: records per `generate` call (fewer are read when some are skipped).
         refine_iters: refinement passes (default: the model's `config.refine_iters`).
-        max_label_length: labels longer than this (after whitespace removal and NFKD, before the charset filter)
-            are skipped, as in the reference; `-1` (default) means the model's `config.max_label_length`, `None`
-            keeps every length.
+        max_label_length: labels longer than this (after whitespace removal and Unicode normalisation, before the
+            charset filter) are skipped, as in the reference; `-1` (default) means the model's
+            `config.max_label_length`, `None` keeps every length.
         max_samples: read at most this many records of each dataset (quick checks).
-        remove_whitespace, normalize_unicode: the label clean-up of the reference: whitespace removal (default on)
-            and NFKD folding to ASCII (default: on for an ASCII comparison charset).
+        remove_whitespace, unicode_normalization: see [`LabelCleaner`] (default: whitespace removed, labels folded
+            to ASCII for an ASCII comparison charset).
         device: move the model there first (default: leave it where it is).
-        num_workers: threads decoding and preprocessing images ahead of the model (0: in the calling thread).
+        num_workers: DataLoader worker processes decoding and preprocessing images ahead of the model (0: in this
+            process).
         show_progress: a tqdm bar per dataset.
 
     Returns:
         A dict with
         - `datasets`: per name, `num_samples` (scored), `accuracy`, `one_minus_ned`, `mean_confidence`,
           `mean_label_length` (fractions in [0, 1]; `None` when nothing was scored), `num_records` (read),
-          `num_skipped`, `skipped` (`{reason: count}`, reasons as in `SKIP_REASONS`) and `seconds`;
+          `num_skipped`, `skipped` (`{reason: count}`, reasons as in `SKIP_REASONS`), `removed_characters` (by the
+          charset filter, from scored labels) and `seconds`;
         - `combined`: the same scores over all samples of all datasets (sample-weighted);
         - `mean`: the arithmetic mean of each score over the datasets with at least one scored sample, and
           `num_datasets`;
         - `protocol`: the options used.
     """
-    if not isinstance(datasets, Mapping):
-        raise TypeError("`datasets` must map names to iterables of (image, text), e.g. {'IIIT5k': dataset}.")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
-    if max_samples is not None and max_samples < 1:
-        raise ValueError(f"max_samples must be at least 1, got {max_samples}.")
-    if num_workers < 0:
-        raise ValueError(f"num_workers must be >= 0, got {num_workers}.")
+    _check_options(datasets, batch_size, max_samples, num_workers)
     charset = protocol_charset(charset, cased, punctuation)
     if max_label_length == -1:
         max_label_length = getattr(model.config, "max_label_length", None)
-    model_charset = getattr(model.config, "charset", None)
-    if model_charset is not None:
-        unreadable = sorted(set(charset) - set(normalize_for_protocol(model_charset, charset)))
-        if unreadable:
-            logger.warning(
-                "The comparison charset has characters the model cannot produce (%s): labels holding them cannot "
-                "be matched.", "".join(unreadable),
-            )
+    _warn_about_unreadable_characters(model, charset)
     if device is not None:
         model.to(device)
     model.eval()
-    model_device = next(model.parameters()).device
-    model_dtype = next(model.parameters()).dtype
-
-    # The reference's test-time label clean-up and the image decoding of training.data, so that a sample is skipped
-    # for the same reasons (and under the same names) in training and in evaluation.
-    example_filter = STRExampleFilter(
-        LabelPreprocessor(
-            charset,
-            max_label_length=sys.maxsize if max_label_length is None else max_label_length,
-            remove_whitespace=remove_whitespace,
-            normalize_unicode=normalize_unicode,
-        )
-    )
-
-    def prepare(item) -> tuple[torch.Tensor | None, str | None, str | None]:
-        """(pixel_values, label, None) for a sample to score, (None, None, reason) for one to skip."""
-        record, error = item
-        if error is not None:
-            logger.debug("Unreadable record: %s", error)
-            return None, None, "unreadable_record"
-        image, text = _split_record(record)
-        example, reason = example_filter.process({"image": image, "text": text})
-        if example is None:
-            return None, None, reason
-        try:
-            pixel_values = processor(images=example["image"], return_tensors="pt")["pixel_values"][0]
-        except (ValueError, TypeError, OSError) as error:  # e.g. an image too small or odd for the processor
-            logger.debug("Image of label %r not processable: %s", text, error)
-            return None, None, "undecodable_image"
-        return pixel_values, example["text"], None
-
-    results = {}
-    combined = STRScoreAccumulator(charset)
+    # The label rule and the image decoding of training, so that a sample is skipped for the same reasons (and under
+    # the same names) in training and in evaluation.
+    cleaner = LabelCleaner(charset, max_label_length=max_label_length, remove_whitespace=remove_whitespace,
+                           unicode_normalization=unicode_normalization)
+    options = dict(batch_size=batch_size, num_workers=num_workers, refine_iters=refine_iters,
+                   show_progress=show_progress)
+    results, combined = {}, STRScoreAccumulator(charset)
     for name, dataset in datasets.items():
-        scores = STRScoreAccumulator(charset)
-        skipped = Counter()
-        num_records = 0
-        if max_samples is None:
-            # Records the dataset itself left out when it was opened (e.g. LMDB entries without a label).
-            dropped = {reason: n for reason, n in getattr(dataset, "counts", {}).items() if reason != "kept" and n}
-            skipped.update(dropped)
-            num_records += sum(dropped.values())
         start = time.perf_counter()
-        pixel_batch, label_batch = [], []
-
-        def read_batch():
-            pixel_values = torch.stack(pixel_batch).to(model_device, model_dtype)
-            output = model.generate(pixel_values=pixel_values, refine_iters=refine_iters, return_dict_in_generate=True)
-            decoded = processor.batch_decode(output, return_confidences=True)
-            # A product of float32 probabilities can land a rounding error above 1.
-            confidences = [min(1.0, max(0.0, float(value))) for value in decoded["confidences"]]
-            scores.update(decoded["texts"], label_batch, confidences)
-            pixel_batch.clear()
-            label_batch.clear()
-
-        progress = tqdm(
-            total=_dataset_length(dataset, max_samples), desc=str(name), unit="img", disable=not show_progress,
-            dynamic_ncols=True,
-        )
-        records = _iterate_records(dataset, max_samples)
-        for pixel_values, label, reason in _prefetch(prepare, records, num_workers, lookahead=2 * batch_size):
-            num_records += 1
-            progress.update(1)
-            if reason is not None:
-                skipped[reason] += 1
-                continue
-            pixel_batch.append(pixel_values)
-            label_batch.append(label)
-            if len(pixel_batch) == batch_size:
-                read_batch()
-        if pixel_batch:
-            read_batch()
-        progress.close()
-
+        records = filtered_records(dataset, STRExampleFilter(cleaner), max_samples)
+        scores = STRScoreAccumulator(charset)
+        score_dataset(model, processor, records, scores, description=str(name), **options)
         combined.merge(scores)
-        results[name] = {
-            **_summary(scores),
-            "num_records": num_records,
-            "num_skipped": sum(skipped.values()),
-            "skipped": dict(sorted(skipped.items())),
-            "seconds": time.perf_counter() - start,
-        }
-        if skipped:
-            logger.info("%s: skipped %s", name, ", ".join(f"{count} ({reason})" for reason, count in skipped.items()))
-
-    scored = [result for result in results.values() if result["num_samples"]]
-    mean = {"num_datasets": len(scored)}
-    for key in ("accuracy", "one_minus_ned", "mean_confidence", "mean_label_length"):
-        values = [result[key] for result in scored]
-        mean[key] = math.fsum(values) / len(values) if values and None not in values else None
+        results[name] = {**_summary(scores), **_record_counts(dataset, records, max_samples),
+                         "seconds": time.perf_counter() - start}
+        if results[name]["skipped"]:
+            reasons = ", ".join(f"{count} ({reason})" for reason, count in results[name]["skipped"].items())
+            logger.info("%s: skipped %s", name, reasons)
     return {
         "datasets": results,
         "combined": {
@@ -309,16 +245,33 @@ def evaluate_model(
             "num_skipped": sum(result["num_skipped"] for result in results.values()),
             "seconds": sum(result["seconds"] for result in results.values()),
         },
-        "mean": mean,
+        "mean": _mean_of_datasets(results),
         "protocol": {
             "charset": charset,
             "cased": cased,
             "punctuation": punctuation,
             "max_label_length": max_label_length,
             "remove_whitespace": remove_whitespace,
-            "normalize_unicode": "NFKD" if example_filter.label_preprocessor.normalize_unicode else None,
+            "unicode_normalization": cleaner.unicode_normalization,
             "refine_iters": refine_iters if refine_iters is not None else getattr(model.config, "refine_iters", None),
         },
+    }
+
+
+def _record_counts(dataset, records, max_samples: int | None) -> dict:
+    """`num_records`, `num_skipped`, `skipped` and `removed_characters` of one dataset: what the filter counted, plus
+    what the dataset itself left out when it was opened (e.g. LMDB records without a label), unless only the first
+    `max_samples` were read."""
+    counts = records.stats
+    removed = counts.pop("removed_characters", 0)
+    kept = counts.pop("kept", 0)
+    if max_samples is None:
+        counts.update({reason: n for reason, n in getattr(dataset, "counts", {}).items() if reason != "kept" and n})
+    return {
+        "num_records": kept + sum(counts.values()),
+        "num_skipped": sum(counts.values()),
+        "skipped": dict(sorted(counts.items())),
+        "removed_characters": removed,
     }
 
 
@@ -496,25 +449,6 @@ def load_benchmarks(
     return datasets
 
 
-def load_model_and_processor(model_name_or_path: str, device: str | None = None):
-    """`AutoModel` and `AutoProcessor` of a CLIP4STR checkpoint, with this repository's code when it is importable
-    and the checkpoint's own code (`trust_remote_code=True`) otherwise."""
-    from transformers import AutoModel, AutoProcessor
-
-    try:
-        import modeling_clip4str  # noqa: F401  (registers CLIP4STR with the Auto classes)
-
-        trust_remote_code = False
-    except ImportError:
-        logger.warning("modeling_clip4str is not installed: loading the code saved with the checkpoint.")
-        trust_remote_code = True
-    model = AutoModel.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
-    processor = AutoProcessor.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
-    if device is not None:
-        model.to(device)
-    return model.eval(), processor
-
-
 # --------------------------------------------------------------------------------------------------------------------
 # Command line
 # --------------------------------------------------------------------------------------------------------------------
@@ -553,10 +487,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--max-label-length", type=int, default=-1,
-        help="Skip labels longer than this (after whitespace removal and NFKD), as the reference does. -1: the "
-        "model's max_label_length; 0: keep all.",
+        help="Skip labels longer than this (after whitespace removal and Unicode normalisation), as the reference "
+        "does. -1: the model's max_label_length; 0: keep all.",
     )
-    parser.add_argument("--batch-size", type=int, default=64, help="Images per generate call.")
+    parser.add_argument(
+        "--batch-size", type=int, default=64, help="Records per generate call (fewer are read when some are skipped)."
+    )
     parser.add_argument(
         "--refine-iters", type=int, default=None, help="Refinement passes; None: the model's config."
     )
@@ -601,7 +537,7 @@ def main(argv: list[str] | None = None) -> dict:
     except (FileNotFoundError, ValueError) as error:
         parser.error(str(error))
     logger.info("Datasets: %s", ", ".join(datasets))
-    model, processor = load_model_and_processor(args.model, device)
+    model, processor = load_model_and_processor(args.model)
 
     results = evaluate_model(
         model,
@@ -612,6 +548,7 @@ def main(argv: list[str] | None = None) -> dict:
         refine_iters=args.refine_iters,
         max_label_length=None if args.max_label_length == 0 else args.max_label_length,
         max_samples=args.max_samples,
+        device=device,
         num_workers=args.num_workers,
         show_progress=not args.no_progress,
     )

@@ -2,11 +2,12 @@
 """Train or fine-tune CLIP4STR with the Hugging Face Trainer.
 
 One process:
-    python training/run_str.py --clip_model_name_or_path openai/clip-vit-base-patch16 \
+    python -m training.run_str --clip_model_name_or_path openai/clip-vit-base-patch16 \
         --train_datasets DATA/train/real --eval_datasets DATA/val --output_dir out/clip4str-b16 ...
 Several GPUs or machines (DDP, FSDP or DeepSpeed, as `accelerate config` says):
-    accelerate launch training/run_str.py ...
-All arguments can also come from one JSON or YAML file: `python training/run_str.py args.yaml`.
+    accelerate launch training/run_str.py ...      (or: accelerate launch -m training.run_str ...)
+All arguments can also come from one JSON or YAML file: `python -m training.run_str args.yaml`.
+The package must be installed (`pip install -e .`) for the `python training/run_str.py` form.
 
 Start from a CLIP (`--clip_model_name_or_path`, fresh decoders) or from a CLIP4STR (`--model_name_or_path`,
 fine-tuning). Training data: Hub datasets (streamed), local parquet / arrow / imagefolder directories, and LMDB
@@ -21,26 +22,17 @@ import os
 import sys
 from dataclasses import dataclass, field
 
-# Make `training.*` importable when this file is run as a script from a clone.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import datasets
+import torch
+import transformers
+from transformers import HfArgumentParser, Seq2SeqTrainingArguments, set_seed
+from transformers.trainer_utils import get_last_checkpoint
 
-import datasets  # noqa: E402
-import torch  # noqa: E402
-import transformers  # noqa: E402
-from transformers import AutoModel, AutoProcessor, HfArgumentParser, Seq2SeqTrainingArguments, set_seed  # noqa: E402
-from transformers.trainer_utils import get_last_checkpoint  # noqa: E402
-
-import modeling_clip4str  # noqa: E402,F401  (registers the Auto classes)
-from modeling_clip4str import (  # noqa: E402
-    CHARSET_36,
-    CHARSET_94,
-    CLIP4STRForSceneTextRecognition,
-    CLIP4STRImageProcessor,
-    CLIP4STRProcessor,
-    CLIP4STRTokenizer,
-)
-from training.data import STRDataCollator, build_train_dataset, load_str_dataset, LabelPreprocessor  # noqa: E402
-from training.trainer import CLIP4STRTrainer  # noqa: E402
+from modeling_clip4str import CHARSET_36, CHARSET_94, CLIP4STRForSceneTextRecognition, CLIP4STRProcessor
+from modeling_clip4str.labels_clip4str import ASCII_FOLD
+from training.data import STRDataCollator, build_eval_dataset, build_train_dataset
+from training.loading import load_model_and_processor
+from training.trainer import CLIP4STRTrainer
 
 logger = logging.getLogger("run_str")
 
@@ -54,10 +46,12 @@ class ModelArguments:
     )
     clip_model_name_or_path: str | None = field(
         default=None,
-        metadata={"help": "A Hugging Face CLIP checkpoint to start a new CLIP4STR from, e.g. openai/clip-vit-base-patch16."},
+        metadata={"help": "A Hugging Face CLIP checkpoint to start a new CLIP4STR from, e.g. "
+                          "openai/clip-vit-base-patch16."},
     )
     charset: str | None = field(
-        default=None, metadata={"help": "Characters a new model reads, in id order (default: the 94 ASCII of the releases)."}
+        default=None,
+        metadata={"help": "Characters a new model reads, in id order (default: the 94 ASCII of the releases)."},
     )
     caption_charset: str | None = field(default=None, metadata={"help": "Characters kept in captions (default: 36)."})
     max_label_length: int | None = field(default=None, metadata={"help": "Longest word (default 25)."})
@@ -65,7 +59,8 @@ class ModelArguments:
     decoder_num_layers: int | None = field(default=None, metadata={"help": "Decoder layers (default 1)."})
     decoder_dropout: float | None = field(default=None, metadata={"help": "Decoder dropout (default 0.1)."})
     num_frozen_text_layers: int | None = field(
-        default=None, metadata={"help": "Frozen text-tower layers (with its embeddings); -1 freezes nothing (default 6)."}
+        default=None,
+        metadata={"help": "Frozen text-tower layers (with its embeddings); -1 freezes nothing (default 6)."},
     )
     perm_num: int | None = field(default=None, metadata={"help": "Permutations per batch (default 6)."})
     refine_iters: int | None = field(default=None, metadata={"help": "Refinement passes at evaluation (default 1)."})
@@ -112,8 +107,11 @@ class DataArguments:
     max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate on at most this many samples."})
     augment: bool = field(default=True, metadata={"help": "RandAugment-style augmentation of training images."})
     remove_whitespace: bool = field(default=True, metadata={"help": "Remove whitespace from labels."})
-    normalize_unicode: bool | None = field(
-        default=None, metadata={"help": "NFKD-fold labels to ASCII (default: only for ASCII charsets)."}
+    unicode_normalization: str | None = field(
+        default=None,
+        metadata={"help": f"Unicode normalisation of labels: {ASCII_FOLD} (fold to ASCII), NFC, NFKC, NFD, NFKD or "
+                  "none (default: fold for ASCII charsets, NFC otherwise).",
+                  "choices": [ASCII_FOLD, "NFC", "NFKC", "NFD", "NFKD", "none"]},
     )
     shuffle_buffer_size: int = field(default=10_000, metadata={"help": "Shuffle buffer of streamed training data."})
     eval_charset: str | None = field(
@@ -133,7 +131,9 @@ class STRTrainingArguments(Seq2SeqTrainingArguments):
         default=True, metadata={"help": "Multiply learning rates by total batch / 512, as the released recipe does."}
     )
     one_cycle: bool = field(default=True, metadata={"help": "One-cycle schedule (warm-up = warmup_ratio)."})
-    weight_decay: float = field(default=0.2, metadata={"help": "AdamW weight decay (not on gains, biases, embeddings)."})
+    weight_decay: float = field(
+        default=0.2, metadata={"help": "AdamW weight decay (not on gains, biases, embeddings)."}
+    )
     adam_beta2: float = field(default=0.98, metadata={"help": "AdamW beta2."})
     adam_epsilon: float = field(default=1e-6, metadata={"help": "AdamW epsilon."})
     max_grad_norm: float = field(default=20.0, metadata={"help": "Gradient clipping."})
@@ -172,44 +172,41 @@ def parse_arguments():
     return parser.parse_args_into_dataclasses()
 
 
-def load_model_and_processor(model_args: ModelArguments):
+def _check_fine_tuning_overrides(config, overrides: dict):
+    """Apply the settings that may change when fine-tuning; refuse those that change the weights' shapes."""
+    for name, value in overrides.items():
+        if name == "input_size":
+            if tuple(value) != config.image_input_size:
+                raise ValueError(
+                    f"--image_size cannot change when fine-tuning: the model and its processor read "
+                    f"{config.image_input_size} images."
+                )
+            continue
+        if name in ("charset", "max_label_length", "decoder_num_heads", "decoder_num_layers"):
+            if getattr(config, name) != value:
+                raise ValueError(f"--{name} cannot change when fine-tuning (the weights depend on it).")
+        setattr(config, name, value)
+
+
+def model_and_processor(model_args: ModelArguments):
+    """The CLIP4STR to fine-tune (`--model_name_or_path`) or a new one from a CLIP (`--clip_model_name_or_path`)."""
     hub = {"cache_dir": model_args.cache_dir, "revision": model_args.revision, "token": model_args.token}
     if bool(model_args.model_name_or_path) == bool(model_args.clip_model_name_or_path):
-        raise ValueError("Give exactly one of --model_name_or_path (fine-tune) or --clip_model_name_or_path (new model).")
+        raise ValueError(
+            "Give exactly one of --model_name_or_path (fine-tune) or --clip_model_name_or_path (new model)."
+        )
     if model_args.model_name_or_path:
-        model = AutoModel.from_pretrained(
+        model, processor = load_model_and_processor(
             model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code, **hub
         )
-        processor = AutoProcessor.from_pretrained(
-            model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code, **hub
-        )
-        # Settings that may change when fine-tuning (those that change the weights' shapes may not).
-        for name, value in model_args.config_overrides().items():
-            if name == "input_size":
-                if tuple(value) != model.config.image_input_size:
-                    raise ValueError(
-                        f"--image_size cannot change when fine-tuning: the model and its processor read "
-                        f"{model.config.image_input_size} images."
-                    )
-                continue
-            if name in ("charset", "max_label_length", "decoder_num_heads", "decoder_num_layers"):
-                if getattr(model.config, name) != value:
-                    raise ValueError(f"--{name} cannot change when fine-tuning (the weights depend on it).")
-            setattr(model.config, name, value)
+        _check_fine_tuning_overrides(model.config, model_args.config_overrides())
         model.freeze_text_layers(model.config.num_frozen_text_layers)
         return model, processor
-
     overrides = model_args.config_overrides()
     overrides.setdefault("charset", CHARSET_94)
     overrides.setdefault("caption_charset", CHARSET_36)
     model = CLIP4STRForSceneTextRecognition.from_clip(model_args.clip_model_name_or_path, **overrides, **hub)
-    height, width = model.config.image_input_size
-    processor = CLIP4STRProcessor(
-        image_processor=CLIP4STRImageProcessor(size={"height": height, "width": width}),
-        tokenizer=CLIP4STRTokenizer(charset=model.config.charset),
-        caption_tokenizer=model.caption_tokenizer,
-    )
-    return model, processor
+    return model, CLIP4STRProcessor.from_config(model.config)
 
 
 def main():
@@ -237,7 +234,7 @@ def main():
         if last_checkpoint is not None and training_args.resume_from_checkpoint is None:
             logger.info(f"Resuming from {last_checkpoint}.")
 
-    model, processor = load_model_and_processor(model_args)
+    model, processor = model_and_processor(model_args)
     config = model.config
     logger.info(
         f"CLIP4STR: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, "
@@ -245,46 +242,37 @@ def main():
         f"{len(config.charset)} characters, max {config.max_label_length}."
     )
 
-    label_options = dict(
+    data_options = dict(
+        charset=config.charset,
         max_label_length=config.max_label_length,
         remove_whitespace=data_args.remove_whitespace,
-        normalize_unicode=data_args.normalize_unicode,
+        unicode_normalization=data_args.unicode_normalization,
+        image_column=data_args.image_column,
+        text_column=data_args.text_column,
     )
     train_dataset = None
     if data_args.train_datasets:
+        transform = None
+        if data_args.augment:
+            from training.augment import RandAugmentSTR
+
+            transform = RandAugmentSTR(num_ops=3, magnitude=5)
         train_dataset = build_train_dataset(
             data_args.train_datasets,
             weights=data_args.train_weights,
-            charset=config.charset,
-            image_column=data_args.image_column,
-            text_column=data_args.text_column,
             split=data_args.train_split,
             streaming=data_args.streaming,
             seed=training_args.seed,
             shuffle_buffer_size=data_args.shuffle_buffer_size,
-            **label_options,
+            transform=transform,
+            **data_options,
         )
     eval_dataset = None
     if data_args.eval_datasets:
-        eval_dataset = build_train_dataset(
-            data_args.eval_datasets,
-            charset=config.charset,
-            image_column=data_args.image_column,
-            text_column=data_args.text_column,
-            split=data_args.eval_split,
-            streaming=False,
-            seed=training_args.seed,
-            max_samples=data_args.max_eval_samples,
-            **label_options,
+        eval_dataset = build_eval_dataset(
+            data_args.eval_datasets, split=data_args.eval_split, max_samples=data_args.max_eval_samples,
+            **data_options,
         )
-
-    augment = None
-    if data_args.augment:
-        from training.augment import RandAugmentSTR
-
-        augment = RandAugmentSTR(num_ops=3, magnitude=5)
-    train_collator = STRDataCollator(processor, augment=augment, max_label_length=config.max_label_length)
-    eval_collator = STRDataCollator(processor, augment=None, max_label_length=config.max_label_length)
 
     from training.protocol import compute_str_metrics
 
@@ -296,15 +284,15 @@ def main():
         predictions = _decode(processor, prediction.predictions)
         references = _decode(processor, prediction.label_ids)
         metrics = compute_str_metrics(predictions, references, charset=eval_charset)
-        return {"word_accuracy": metrics["accuracy"], "one_minus_ned": metrics["one_minus_ned"]}
+        return {"word_accuracy": metrics["accuracy"], "one_minus_ned": metrics["one_minus_ned"],
+                "num_samples": metrics["num_samples"]}
 
     trainer = CLIP4STRTrainer(
         model=model,
         args=training_args,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
-        data_collator=train_collator,
-        eval_data_collator=eval_collator,
+        data_collator=STRDataCollator(processor, max_label_length=config.max_label_length),
         processing_class=processor,
         compute_metrics=compute_metrics if eval_dataset is not None else None,
         data_sources=data_args.train_datasets,

@@ -331,7 +331,8 @@ def render_word(
             draw.text((x, margin_y - top), char, font=pil_font, fill=255, stroke_width=stroke, stroke_fill=255)
             x += pil_font.getlength(char) + spacing
     else:
-        draw.text((margin_x - left, margin_y - top), text, font=pil_font, fill=255, stroke_width=stroke, stroke_fill=255)
+        draw.text((margin_x - left, margin_y - top), text, font=pil_font, fill=255, stroke_width=stroke,
+                  stroke_fill=255)
 
     # Small rotation and shear of the text mask.
     angle = float(rng.normal(0, 2.5)) * augment
@@ -542,7 +543,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         args.out_dir, args.num_train, args.num_test, charset=args.charset, min_len=args.min_len,
         max_len=args.max_len, seed=args.seed, image_height=args.image_height, image_width=args.image_width,
         words=args.words, num_train_words=args.num_train_words, augment=args.augment,
-        test_augment=args.test_augment, layout=args.layout, colors=args.colors, fonts=args.fonts, workers=args.workers, verbose=True,
+        test_augment=args.test_augment, layout=args.layout, colors=args.colors, fonts=args.fonts,
+        workers=args.workers, verbose=True,
     )
     print(f"Wrote {args.num_train} train / {args.num_test} test images to {args.out_dir} "
           f"in {summary['seconds']:.1f}s ({len(summary['fonts'])} fonts).")

@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 
 import torch
-from torch.utils.data import DataLoader
 from transformers import Seq2SeqTrainer
 from transformers.trainer_pt_utils import nested_detach
+
+from training.data.counts import as_counter
 
 # Parameters the reference never decays: gains, biases and other vectors, and the decoders' token embeddings and
 # position queries.
@@ -60,16 +61,24 @@ def scaled_learning_rate(args) -> float:
     return args.learning_rate * total_batch / 512
 
 
+def _data_counts(dataloader):
+    """The [`~training.data.DataCounts`] of a DataLoader's filtered dataset, if it has one."""
+    dataset = getattr(dataloader, "dataset", None)
+    dataset = getattr(dataset, "dataset", dataset)  # accelerate wraps streams in an IterableDatasetShard
+    return getattr(getattr(dataset, "example_filter", None), "counts", None)
+
+
 class CLIP4STRTrainer(Seq2SeqTrainer):
     """`Seq2SeqTrainer` with CLIP4STR's optimiser and schedule, and evaluation by `generate`.
 
-    Predictions are the generated ids (`[P]` after `[E]`); `compute_metrics` receives them with the label ids.
-    `eval_data_collator` (no augmentation) is used for evaluation, `data_collator` for training.
+    Predictions are the generated ids (`[P]` after `[E]`); `compute_metrics` receives them with the label ids. One
+    data collator serves training and evaluation. What the filtered datasets of `training.data` count (kept examples,
+    skips by reason, characters removed from labels) reaches the logs: the training counts in every training log
+    entry as `data/<key>`, an evaluation's own counts in its metrics as `eval_data/<key>`.
     """
 
-    def __init__(self, *args, eval_data_collator=None, data_sources=None, base_model=None, **kwargs):
+    def __init__(self, *args, data_sources=None, base_model=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.eval_data_collator = eval_data_collator or self.data_collator
         self.data_sources = list(data_sources or [])
         self.base_model = base_model
 
@@ -89,7 +98,6 @@ class CLIP4STRTrainer(Seq2SeqTrainer):
         with open(os.path.join(self.args.output_dir, "README.md"), "w", encoding="utf-8") as handle:
             handle.write(card)
 
-    # --- optimisation -------------------------------------------------------------------------------------------------
     def create_optimizer(self, model=None):
         if self.optimizer is None:
             args = self.args
@@ -117,28 +125,38 @@ class CLIP4STRTrainer(Seq2SeqTrainer):
         return super().create_scheduler(num_training_steps, optimizer)
 
     def log(self, logs: dict, *args, **kwargs) -> None:
-        """Adds the training collator's counts (kept examples, undecodable images, dropped labels) to every log
-        entry, so they reach the console, the trackers and `trainer_state.json`."""
-        stats = getattr(self.data_collator, "stats", None)
+        """Adds the training data counts (kept examples, undecodable images, dropped labels, removed characters) to
+        every training log entry, so they reach the console, the trackers and `trainer_state.json`."""
+        stats = getattr(self.train_dataset, "stats", None)
         if stats and "loss" in logs:
-            logs = {**logs, **{f"data/{reason}": count for reason, count in sorted(stats.items())}}
+            logs = {**logs, **{f"data/{key}": count for key, count in sorted(stats.items())}}
         super().log(logs, *args, **kwargs)
 
-    # --- evaluation ---------------------------------------------------------------------------------------------------
-    def get_eval_dataloader(self, eval_dataset=None) -> DataLoader:
-        training_collator = self.data_collator
-        self.data_collator = self.eval_data_collator
-        try:
-            return super().get_eval_dataloader(eval_dataset)
-        finally:
-            self.data_collator = training_collator
+    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
+                        metric_key_prefix="eval"):
+        """The Trainer's loop, with the evaluation dataset's counts of this pass (summed over processes) added to
+        the metrics as `<prefix>_data/<key>`."""
+        counts = _data_counts(dataloader)
+        if counts is not None:
+            counts.reset()
+        output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
+        if counts is not None:
+            totals = self.accelerator.reduce(counts.column_totals().to(self.args.device), reduction="sum")
+            for key, count in sorted(as_counter(totals.cpu()).items()):
+                output.metrics[f"{metric_key_prefix}_data/{key}"] = count
+        return output
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None, **gen_kwargs):
-        """Generated ids as predictions (no loss: the training loss samples random orders and would be noise)."""
+        """Generated ids as predictions (no loss: the training loss samples random orders and would be noise).
+
+        A batch whose records were all skipped is empty: it predicts nothing (empty tensors, so that every process
+        still takes part in gathering the predictions)."""
         inputs = self._prepare_inputs(inputs)
         labels = inputs.get("labels")
         if prediction_loss_only:
             return None, None, None
+        if len(inputs["pixel_values"]) == 0:
+            return None, labels.new_empty(0, 1), labels
         unwrapped = self.accelerator.unwrap_model(model)
         with torch.no_grad():
             sequences = unwrapped.generate(pixel_values=inputs["pixel_values"])

@@ -8,6 +8,9 @@ from collections.abc import Sequence
 
 from PIL import Image, ImageDraw, ImageFont
 
+from modeling_clip4str import CHARSET_36
+from modeling_clip4str.labels_clip4str import adapt_to_charset
+
 GREEN = (22, 128, 44)
 RED = (200, 30, 30)
 GREY = (90, 90, 90)
@@ -22,10 +25,6 @@ def _font(size: int) -> ImageFont.ImageFont:
         return ImageFont.truetype(path, size)
     except (ImportError, OSError):
         return ImageFont.load_default()
-
-
-def _normalize(text: str) -> str:
-    return "".join(char for char in text.lower() if char.isascii() and char.isalnum())
 
 
 def _as_pil(image) -> Image.Image:
@@ -99,7 +98,9 @@ def save_prediction_grid(
             color, mark, correct = GREY, "", None
         else:
             label = labels[index]
-            correct = prediction == label if case_sensitive else _normalize(prediction) == _normalize(label)
+            correct = prediction == label if case_sensitive else (
+                adapt_to_charset(prediction, CHARSET_36) == adapt_to_charset(label, CHARSET_36)
+            )
             num_correct += bool(correct)
             color, mark = (GREEN, "✓") if correct else (RED, "✗")
         confidence = f" {100 * float(confidences[index]):.0f}%" if confidences is not None else ""

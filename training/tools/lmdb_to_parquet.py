@@ -8,9 +8,10 @@ Every database at or below LMDB_ROOT (each directory holding a data.mdb) is read
 (`train-00000-of-00012.parquet`, ...) load with `datasets.load_dataset("parquet", data_dir=OUT_DIR)` and upload with
 `push_to_hub`.
 
-By default labels are cleaned as the reference trains on them (whitespace removed, NFKD-folded to ASCII for an ASCII
-charset, longer than --max-label-length dropped, case adapted, characters outside --charset removed, empty labels
-dropped), so the shards hold exactly the reference's training samples; --keep-raw-labels keeps every label as stored.
+By default labels are cleaned by the label rule of training (`modeling_clip4str.labels_clip4str.LabelCleaner`:
+whitespace removed, folded to ASCII for an ASCII charset, longer than --max-label-length dropped, case adapted,
+characters outside --charset removed, empty labels dropped), so the shards hold exactly the reference's training
+samples; --keep-raw-labels keeps every label as stored.
 Every image is decoded once to find broken ones: they are counted and reported, and kept unless --skip-corrupt.
 """
 
@@ -26,7 +27,8 @@ import datasets
 from tqdm.auto import tqdm
 
 from modeling_clip4str import CHARSET_94
-from training.data import LabelPreprocessor, LmdbDataset, find_lmdb_dirs
+from modeling_clip4str.labels_clip4str import LabelCleaner
+from training.data import LmdbDataset, find_lmdb_dirs
 from training.tools import (
     DEFAULT_SHARD_SIZE,
     ParquetShardWriter,
@@ -104,16 +106,20 @@ def convert(
     prepare_output_dir(out_dir, overwrite, own_output_pattern(split))
     base = lmdb_root.parent if lmdb_root.is_file() else lmdb_root
     report = {"shards": [], "written": 0, "corrupt": 0, "corrupt_examples": [], "sources": {}}
+    cleaner = None if keep_raw_labels else LabelCleaner(charset, max_label_length=max_label_length)
     with ParquetShardWriter(out_dir, FEATURES, split=split, shard_size=shard_size) as writer:
         for directory in directories:
             name = directory.relative_to(base).as_posix() if directory != base else directory.name
-            preprocessor = None
-            if not keep_raw_labels:
-                preprocessor = LabelPreprocessor(charset, max_label_length=max_label_length)
-            dataset = LmdbDataset(directory, label_preprocessor=preprocessor, name=name)
+            dataset = LmdbDataset(directory, name=name)
             counts = collections.Counter(dataset.counts)
             counts.pop("kept", None)
             for i in tqdm(range(len(dataset)), desc=f"Converting {name}", unit=" samples"):
+                text = dataset.label(i)
+                if cleaner is not None:
+                    text, reason, _ = cleaner(text)
+                    if text is None:  # the label is checked before the image is read, as training does
+                        counts[reason] += 1
+                        continue
                 item = dataset[i]
                 key = f"image-{dataset.database_index(i):09d}"
                 if item["image"] is None:
@@ -128,7 +134,7 @@ def convert(
                     if skip_corrupt:
                         continue
                 path = f"{name}/{key}{extension_for(image_format)}"
-                writer.write({"image": {"bytes": item["image"], "path": path}, "text": item["text"], "source": name})
+                writer.write({"image": {"bytes": item["image"], "path": path}, "text": text, "source": name})
                 counts["written"] += 1
             report["sources"][name] = {"samples_in_database": dataset.num_samples_in_database, **counts}
         report["shards"] = [str(path) for path in writer.close()]

@@ -1,0 +1,84 @@
+"""Batching: a list of filtered examples to the inputs of CLIP4STR."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from PIL import Image
+
+from .filtering import decode_image
+
+
+class STRDataCollator:
+    r"""
+    Turns a list of examples (`{"image", "text"}`, as the filtered datasets give them) into CLIP4STR inputs: the
+    processor resizes and normalises the images; labels become character ids + `[E]`, padded with `[P]`.
+
+    `None` items (records an [`~training.data.EvaluationDataset`] skipped, counted there) are left out; a batch of
+    only `None` items gives empty tensors. The same collator serves training and evaluation: augmentation is the
+    training dataset's transform, applied before this.
+
+    Args:
+        processor ([`CLIP4STRProcessor`]): image processor + character tokenizer.
+        max_label_length (`int`, defaults to 25): longer labels raise (the filter drops them before).
+        encode_labels (`bool`, defaults to `True`): `False` returns the label texts as `texts` instead of `labels`
+            (to score them under a comparison charset other than the model's).
+
+    Returns (when called):
+        `dict` with `pixel_values` (`torch.FloatTensor [B, 3, H, W]`) and `labels` (`torch.LongTensor [B, L + 1]`)
+        or `texts` (`list[str]`).
+    """
+
+    def __init__(self, processor, max_label_length: int | None = 25, encode_labels: bool = True):
+        self.processor = processor
+        self.max_label_length = max_label_length
+        self.encode_labels = encode_labels
+
+    def __call__(self, examples: list[dict | None]) -> dict:
+        if not examples:
+            raise ValueError("STRDataCollator got an empty batch: there is nothing to collate.")
+        images, texts = [], []
+        for position, example in enumerate(examples):
+            if example is None:
+                continue
+            if not isinstance(example, Mapping) or "image" not in example or "text" not in example:
+                found = f"keys {sorted(example)}" if isinstance(example, Mapping) else type(example).__name__
+                raise ValueError(f"Example {position} of the batch is not a dict with 'image' and 'text' ({found}).")
+            if not isinstance(example["text"], str):
+                kind = type(example["text"]).__name__
+                raise ValueError(f"Example {position} of the batch has a label of type {kind}.")
+            images.append(self._image(example["image"], position))
+            texts.append(example["text"])
+        if not images:
+            return self._empty_batch()
+        batch = {"pixel_values": self.processor(images=images)["pixel_values"]}
+        if self.encode_labels:
+            batch["labels"] = self.processor(text=texts, max_label_length=self.max_label_length)["labels"]
+        else:
+            batch["texts"] = texts
+        return batch
+
+    @staticmethod
+    def _image(image, position: int) -> Image.Image:
+        if isinstance(image, Image.Image):
+            return image
+        try:
+            return decode_image(image)
+        except (FileNotFoundError, ValueError, TypeError, OSError) as error:
+            raise ValueError(
+                f"Example {position} of the batch has an unreadable image ({error}); read the data through "
+                "STRExampleFilter (e.g. build_train_dataset) so that such examples are skipped."
+            ) from error
+
+    def _empty_batch(self) -> dict:
+        size = self.processor.image_processor.size
+        batch = {"pixel_values": torch.empty(0, 3, size["height"], size["width"])}
+        if self.encode_labels:
+            batch["labels"] = torch.empty(0, 1, dtype=torch.long)
+        else:
+            batch["texts"] = []
+        return batch
+
+
+__all__ = ["STRDataCollator"]
