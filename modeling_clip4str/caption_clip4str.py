@@ -58,6 +58,45 @@ def caption_texts(logits: torch.Tensor, charset: str, caption_charset: str, eos_
     ]
 
 
+# The ids CLIP text configs written before these fields were used carry (`eos_token_id == 2`): such a tower names no
+# start or end id, and transformers' CLIP text model treats the value the same way.
+_LEGACY_CLIP_EOS_TOKEN_ID = 2
+
+
+def check_caption_tokenizer(tokenizer, text_config) -> None:
+    """Refuse a caption tokenizer that is not the one the text tower `text_config` was trained with: its vocabulary
+    must have `text_config.vocab_size` tokens, and its start and end ids must lie in it and equal the tower's.
+
+    transformers returns a near-empty tokenizer (2 tokens) instead of raising when a CLIP tokenizer's files are
+    missing; captions made with it are nonsense to the text tower and the model misreads words without a sign."""
+    name = getattr(tokenizer, "name_or_path", None) or type(tokenizer).__name__
+    fix = (
+        "Give the CLIP BPE tokenizer the text tower was trained with (a folder with vocab.json and merges.txt, or "
+        "tokenizer.json), e.g. `model.set_caption_tokenizer(CLIPTokenizer.from_pretrained(DIR))`."
+    )
+    vocab_size = text_config.vocab_size
+    size = len(tokenizer)
+    if size != vocab_size:
+        raise ValueError(
+            f"The caption tokenizer from {name!r} has {size} tokens, but the text tower embeds {vocab_size}: it is "
+            f"not the tower's tokenizer (were its files missing?). {fix}"
+        )
+    legacy = getattr(text_config, "eos_token_id", None) == _LEGACY_CLIP_EOS_TOKEN_ID
+    for id_name, role in (("bos_token_id", "start"), ("eos_token_id", "end")):
+        value = getattr(tokenizer, id_name, None)
+        if value is None or not 0 <= value < vocab_size:
+            raise ValueError(
+                f"The caption tokenizer from {name!r} has {role} id `{id_name}`={value!r}, outside the text tower's "
+                f"vocabulary of {vocab_size}. {fix}"
+            )
+        expected = getattr(text_config, id_name, None)
+        if not legacy and expected is not None and value != expected:
+            raise ValueError(
+                f"The caption tokenizer from {name!r} has {role} id `{id_name}`={value}, but the text tower expects "
+                f"{expected} (`text_config.{id_name}`). {fix}"
+            )
+
+
 class CaptionIds:
     r"""
     CLIP BPE ids of captions, remembered per text (a model reads the same words again and again).
@@ -218,6 +257,7 @@ def freeze_text_tower(tower: TextTower, num_layers: int) -> None:
 
 __all__ = [
     "CaptionIds",
+    "check_caption_tokenizer",
     "CaptionState",
     "TextTower",
     "caption_state",

@@ -172,8 +172,10 @@ class CLIP4STRConfig(PreTrainedConfig):
                 f"`context_length` must lie in [2, {self.text_config.max_position_embeddings}] (the text tower's "
                 f"positions), got {self.context_length}."
             )
-        if self.refine_iters < 0:
-            raise ValueError(f"`refine_iters` must be >= 0, got {self.refine_iters}.")
+        if isinstance(self.refine_iters, bool) or not isinstance(self.refine_iters, int) or self.refine_iters < 0:
+            raise ValueError(f"`refine_iters` must be an integer >= 0, got {self.refine_iters!r}.")
+        if not isinstance(self.decode_ar, bool):
+            raise ValueError(f"`decode_ar` must be True or False, got {self.decode_ar!r}.")
         if self.perm_num < 1:
             raise ValueError(f"`perm_num` must be >= 1, got {self.perm_num}.")
         if self.perm_mirrored and self.perm_num < 2 and not self.perm_forward:
@@ -187,18 +189,40 @@ class CLIP4STRConfig(PreTrainedConfig):
                 f"{self.text_config.num_hidden_layers} layers."
             )
 
-    # Special token ids follow from the charset, so they are derived rather than stored.
+    # Special token ids follow from the charset, so they are derived rather than stored. They can still be assigned
+    # (generic code does, and a config.json written by other tools may name them) as long as the value is the derived
+    # one; any other value would make the model read different ids than it writes, so it is refused.
     @property
     def eos_token_id(self) -> int:
         return 0
+
+    @eos_token_id.setter
+    def eos_token_id(self, value) -> None:
+        self._check_derived_id("eos_token_id", value, "`[E]` is always id 0")
 
     @property
     def bos_token_id(self) -> int:
         return len(self.charset) + 1
 
+    @bos_token_id.setter
+    def bos_token_id(self, value) -> None:
+        self._check_derived_id("bos_token_id", value, "`[B]` is len(charset) + 1")
+
     @property
     def pad_token_id(self) -> int:
         return len(self.charset) + 2
+
+    @pad_token_id.setter
+    def pad_token_id(self, value) -> None:
+        self._check_derived_id("pad_token_id", value, "`[P]` is len(charset) + 2")
+
+    def _check_derived_id(self, name: str, value, rule: str) -> None:
+        expected = getattr(self, name)
+        if value != expected:
+            raise ValueError(
+                f"CLIP4STR derives `{name}` from the charset ({rule}): it is {expected} for this "
+                f"{len(self.charset)}-character charset, so it cannot be set to {value!r}. Change `charset` instead."
+            )
 
     def get_text_config(self, decoder=None, encoder=None) -> "CLIP4STRConfig":
         """The text this model reads and writes is its character sequence, which this config describes (charset,

@@ -10,6 +10,7 @@ and can be given on the command line (e.g. `--decoder-num-heads 4`).
 from __future__ import annotations
 
 import argparse
+import os
 import pickle
 import re
 import sys
@@ -37,19 +38,50 @@ class ConversionError(ValueError):
     """The checkpoint cannot be converted; the message says why."""
 
 
-# --- loading ------------------------------------------------------------------------------------------------------
+# --- loading ---------------------------------------------------------------------------------------------------------
+# What a file `torch.load` can read starts with: a zip archive (torch.save since 1.6) or a pickle (protocol 2+).
+_ZIP_MAGIC = b"PK\x03\x04"
+_PICKLE_PROTOCOL_OPCODE = b"\x80"
+
+
+def _check_checkpoint_file(path: str) -> None:
+    """Refuse, naming `path`, a file that is missing, empty, or neither a zip archive nor a pickle."""
+    if not os.path.exists(path):
+        raise ConversionError(f"No checkpoint at {path}: the file does not exist.")
+    if not os.path.isfile(path):
+        raise ConversionError(f"{path} is not a file (a directory?); give the .ckpt or .pt file itself.")
+    if os.path.getsize(path) == 0:
+        raise ConversionError(f"{path} is empty (0 bytes): the download or copy did not complete.")
+    with open(path, "rb") as handle:
+        start = handle.read(4)
+    if not (start.startswith(_ZIP_MAGIC) or start.startswith(_PICKLE_PROTOCOL_OPCODE)):
+        raise ConversionError(
+            f"{path} is not a PyTorch checkpoint: it starts with {start!r}, neither a zip archive (torch.save) nor a "
+            "pickle. Is it the right file (not an HTML error page or a text file)?"
+        )
+
+
 def load_checkpoint(path: str, allow_unsafe_pickle: bool = False) -> tuple[dict, dict]:
-    """`(state_dict, hyper_parameters)` of a reference checkpoint, loaded with `torch.load(weights_only=True)`."""
+    """`(state_dict, hyper_parameters)` of a reference checkpoint, loaded with `torch.load(weights_only=True)`.
+
+    A missing, empty, truncated or corrupted file, or one that is not a checkpoint at all, raises
+    [`ConversionError`] naming the file and the problem."""
+    path = os.fspath(path)
+    _check_checkpoint_file(path)
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
+        if "weights only load failed" not in str(error).lower():
+            raise ConversionError(f"{path} is corrupted: it cannot be unpickled ({_first_line(error)}).") from error
         if not allow_unsafe_pickle:
             raise ConversionError(
                 f"{path} cannot be loaded safely: it holds Python objects beyond tensors and plain containers "
                 f"({_first_line(error)}). Loading it would run arbitrary code from the file. If you trust its "
                 "source, pass --allow-unsafe-pickle (allow_unsafe_pickle=True)."
             ) from error
-        raw = torch.load(path, map_location="cpu", weights_only=False)
+        raw = _load_or_explain(path, weights_only=False)
+    except Exception as error:  # torch reports damaged files as RuntimeError, EOFError, KeyError, ...
+        raise _damaged(path, error) from error
     if not isinstance(raw, Mapping):
         raise ConversionError(f"{path} holds a {type(raw).__name__}, not a checkpoint dictionary.")
     hyper_parameters = raw.get("hyper_parameters") or {}
@@ -63,6 +95,34 @@ def load_checkpoint(path: str, allow_unsafe_pickle: bool = False) -> tuple[dict,
     return _strip_wrapper_prefix(state_dict), hyper_parameters
 
 
+def _load_or_explain(path: str, weights_only: bool):
+    try:
+        return torch.load(path, map_location="cpu", weights_only=weights_only)
+    except Exception as error:
+        raise _damaged(path, error) from error
+
+
+def _damaged(path: str, error: Exception) -> ConversionError:
+    return ConversionError(
+        f"{path} cannot be read as a PyTorch checkpoint; it is probably truncated or corrupted (an incomplete "
+        f"download or copy?): {type(error).__name__}: {_first_line(error)}"
+    )
+
+
+def check_finite(state_dict: dict) -> None:
+    """Refuse a state dict with NaN or infinite values, naming the tensors that hold them."""
+    broken = sorted(
+        f"{key} ({int((~torch.isfinite(tensor)).sum())} of {tensor.numel()})"
+        for key, tensor in state_dict.items()
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
+    )
+    if broken:
+        raise ConversionError(
+            f"The checkpoint holds NaN or infinite weights, which would make every reading NaN: {', '.join(broken)}. "
+            "Convert a checkpoint from before training diverged."
+        )
+
+
 def _strip_wrapper_prefix(state_dict: dict) -> dict:
     for prefix in ("module.", "model."):
         if all(key.startswith(prefix) for key in state_dict):
@@ -71,7 +131,8 @@ def _strip_wrapper_prefix(state_dict: dict) -> dict:
 
 
 def _first_line(error: Exception) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    text = str(error).strip()
+    return text.splitlines()[0] if text else "(no message)"
 
 
 # --- configuration ------------------------------------------------------------------------------------------------
@@ -85,6 +146,19 @@ def _require(state_dict: dict, key: str) -> torch.Tensor:
     if key not in state_dict:
         raise ConversionError(f"The checkpoint lacks {key!r}; is it a CLIP4STR checkpoint with ViT towers?")
     return state_dict[key]
+
+
+def _check_width(state_dict: dict, tower: str, width: int, tensors: dict[str, int]) -> None:
+    """Every tensor of `tensors` (key -> the axis that carries the tower's width) must agree with `width`."""
+    if width < 1:
+        raise ConversionError(f"The {tower} tower's width is {width}; the checkpoint's tensors are damaged.")
+    for key, axis in tensors.items():
+        shape = tuple(_require(state_dict, key).shape)
+        if len(shape) <= axis or shape[axis] != width:
+            raise ConversionError(
+                f"The {tower} tower's tensors disagree on its width: {key} has shape {shape}, but the tower is "
+                f"{width} wide; the checkpoint is damaged or not a CLIP4STR checkpoint."
+            )
 
 
 def infer_config(state_dict: dict, hyper_parameters: dict, **overrides) -> CLIP4STRConfig:
@@ -103,14 +177,28 @@ def infer_config(state_dict: dict, hyper_parameters: dict, **overrides) -> CLIP4
     if grid * grid != num_patches:
         raise ConversionError(f"The image tower has {num_patches} patch positions, not a square grid.")
     vision_layers = _count_layers(state_dict, "clip_model.visual.transformer.resblocks.")
-    text_width = _require(state_dict, "clip_model.ln_final.weight").shape[0]
-    text_layers = _count_layers(state_dict, "clip_model.transformer.resblocks.")
     token_embedding = _require(state_dict, "clip_model.token_embedding.weight")
+    if token_embedding.dim() != 2:
+        raise ConversionError(f"clip_model.token_embedding.weight has shape {tuple(token_embedding.shape)}, not 2-D.")
+    text_width = token_embedding.shape[1]
+    text_layers = _count_layers(state_dict, "clip_model.transformer.resblocks.")
     positions = _require(state_dict, "clip_model.positional_embedding").shape[0]
     projection_dim = _require(state_dict, "clip_model.visual.proj").shape[1]
     vision_mlp = _require(state_dict, "clip_model.visual.transformer.resblocks.0.mlp.c_fc.weight").shape[0]
     text_mlp = _require(state_dict, "clip_model.transformer.resblocks.0.mlp.c_fc.weight").shape[0]
 
+    _check_width(state_dict, "image", vision_width, {
+        "clip_model.visual.class_embedding": 0,
+        "clip_model.visual.positional_embedding": 1,
+        "clip_model.visual.ln_post.weight": 0,
+        "clip_model.visual.proj": 0,
+    })
+    _check_width(state_dict, "text", text_width, {
+        "clip_model.ln_final.weight": 0,
+        "clip_model.ln_final.bias": 0,
+        "clip_model.positional_embedding": 1,
+        "clip_model.text_projection": 0,
+    })
     pos_queries = _require(state_dict, "visual_decoder.pos_queries")
     decoder_layers = _count_layers(state_dict, "visual_decoder.layers.")
     decoder_mlp = _require(state_dict, "visual_decoder.layers.0.linear1.weight").shape[0]
@@ -164,7 +252,10 @@ def infer_config(state_dict: dict, hyper_parameters: dict, **overrides) -> CLIP4
             f"The charset has {len(values['charset'])} characters but the checkpoint's heads predict {num_classes} "
             f"classes (charset + [E]); give the charset it was trained with (--charset)."
         )
-    return CLIP4STRConfig(**values)
+    try:
+        return CLIP4STRConfig(**values)
+    except ValueError as error:
+        raise ConversionError(f"The checkpoint's settings do not make a valid CLIP4STR config: {error}") from error
 
 
 # --- weights ------------------------------------------------------------------------------------------------------
@@ -289,19 +380,33 @@ def convert(
     **config_overrides,
 ):
     """Convert `checkpoint`; save model (with its caption tokenizer) and processor to `output_dir` if given. Returns
-    `(model, processor)`."""
+    `(model, processor)`. Every problem with the checkpoint (missing, damaged or not a checkpoint; NaN or infinite
+    weights; shapes that do not fit) or with the CLIP tokenizer (missing files, not CLIP's) raises
+    [`ConversionError`] naming the file, tensor or id."""
     from transformers import CLIPTokenizer
 
     from .processing_clip4str import CLIP4STRProcessor
 
     state_dict, hyper_parameters = load_checkpoint(checkpoint, allow_unsafe_pickle=allow_unsafe_pickle)
+    check_finite(state_dict)
     config = infer_config(state_dict, hyper_parameters, **config_overrides)
     model = build_model(state_dict, config)
-    model.set_caption_tokenizer(CLIPTokenizer.from_pretrained(clip_tokenizer))
+    try:
+        model.set_caption_tokenizer(CLIPTokenizer.from_pretrained(clip_tokenizer))
+    except (OSError, ValueError) as error:
+        raise ConversionError(
+            f"Could not use {clip_tokenizer!r} as the caption tokenizer: {error} Pass --clip-tokenizer with a folder "
+            "holding a CLIP BPE tokenizer (vocab.json and merges.txt, or tokenizer.json; every CLIP model has the "
+            "same one), or a Hub id when online."
+        ) from error
     processor = CLIP4STRProcessor.from_config(config)
     if output_dir is not None:
         model.save_pretrained(output_dir)
         processor.save_pretrained(output_dir)
+        from .model_card_clip4str import write_converted_model_card
+
+        write_converted_model_card(output_dir, config, checkpoint, hyper_parameters=hyper_parameters,
+                                   overrides=config_overrides, clip_tokenizer=clip_tokenizer)
     return model, processor
 
 

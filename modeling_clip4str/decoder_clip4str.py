@@ -45,16 +45,19 @@ class CLIP4STRAttention(nn.Module):
         key_value: tuple[torch.Tensor, torch.Tensor],
         attention_mask: torch.Tensor | None = None,
         projected_query: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+        output_attentions: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """
         Args:
             hidden_states: queries `[B, Lq, D]` (may be None when `projected_query` is given).
             key_value: from [`project_key_value`], `[B, heads, S, head_dim]` each.
             attention_mask: additive float mask broadcastable to `[B, heads, Lq, S]`.
             projected_query: the queries already through [`project_query`], `[B, heads, Lq, head_dim]`.
+            output_attentions: also return the attention weights (computed explicitly, since the fused kernel
+                does not expose them).
 
         Returns:
-            `[B, Lq, D]`.
+            `[B, Lq, D]`, and with `output_attentions` the weights `[B, heads, Lq, S]`.
         """
         query = projected_query if projected_query is not None else self.project_query(hidden_states)
         batch, _, length, _ = query.shape
@@ -62,10 +65,17 @@ class CLIP4STRAttention(nn.Module):
         key, value = key_value
         if attention_mask is not None:
             attention_mask = attention_mask.to(query.dtype)
-        attended = F.scaled_dot_product_attention(
-            query, key, value, attn_mask=attention_mask, dropout_p=self.dropout if self.training else 0.0
-        )
-        return self.out_proj(attended.transpose(1, 2).reshape(batch, length, dim))
+        dropout = self.dropout if self.training else 0.0
+        if output_attentions:
+            scores = query @ key.transpose(-1, -2) / math.sqrt(self.head_dim)
+            if attention_mask is not None:
+                scores = scores + attention_mask
+            weights = scores.softmax(-1)
+            attended = F.dropout(weights, p=dropout, training=self.training) @ value
+        else:
+            attended = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, dropout_p=dropout)
+        output = self.out_proj(attended.transpose(1, 2).reshape(batch, length, dim))
+        return (output, weights) if output_attentions else output
 
 
 class CLIP4STRDecoderLayer(nn.Module):
@@ -100,15 +110,20 @@ class CLIP4STRDecoderLayer(nn.Module):
         self_mask: torch.Tensor | None = None,
         memory_mask: torch.Tensor | None = None,
         self_query: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+        output_attentions: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """One stream through self-attention (over the content), cross-attention (over the memory) and the MLP.
 
-        `self_query` may hold the self-attention queries of `stream_normed`, already projected."""
+        `self_query` may hold the self-attention queries of `stream_normed`, already projected. With
+        `output_attentions`, also returns the cross-attention weights `[B, heads, L, M]`."""
         attended = self.self_attn(stream_normed, self_key_value, self_mask, projected_query=self_query)
         stream = stream + self.dropout1(attended)
-        stream = stream + self.dropout2(self.cross_attn(self.norm1(stream), memory_key_value, memory_mask))
+        cross = self.cross_attn(self.norm1(stream), memory_key_value, memory_mask, output_attentions=output_attentions)
+        cross, weights = cross if output_attentions else (cross, None)
+        stream = stream + self.dropout2(cross)
         hidden = self.linear2(self.dropout(F.gelu(self.linear1(self.norm2(stream)))))
-        return stream + self.dropout3(hidden)
+        stream = stream + self.dropout3(hidden)
+        return (stream, weights) if output_attentions else stream
 
     def forward(
         self,
@@ -120,17 +135,22 @@ class CLIP4STRDecoderLayer(nn.Module):
         query_memory_mask: torch.Tensor | None = None,
         content_memory_mask: torch.Tensor | None = None,
         update_content: bool = True,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, ...]:
+        """Returns the new query and content streams, and with `output_attentions` the query stream's
+        cross-attention weights `[B, heads, Lq, M]`."""
         content_normed = self.norm_c(content)
         self_key_value = self.self_attn.project_key_value(content_normed)
         new_query = self.forward_stream(
-            query, self.norm_q(query), self_key_value, memory_key_value, query_mask, query_memory_mask
+            query, self.norm_q(query), self_key_value, memory_key_value, query_mask, query_memory_mask,
+            output_attentions=output_attentions,
         )
+        new_query, weights = new_query if output_attentions else (new_query, None)
         if update_content:
             content = self.forward_stream(
                 content, content_normed, self_key_value, memory_key_value, content_mask, content_memory_mask
             )
-        return new_query, content
+        return (new_query, content, weights) if output_attentions else (new_query, content)
 
 
 class CLIP4STRDecoder(nn.Module):
@@ -139,7 +159,13 @@ class CLIP4STRDecoder(nn.Module):
     The content stream of a context `tokens` (`tokens[:, 0]` is `[B]`) is: position 0 the embedding of `[B]`;
     position j >= 1 the position query j - 1 plus the embedding of `tokens[:, j]`. Token embeddings are scaled by
     sqrt(D). The output head predicts `[E]` and the charset (C + 1 classes).
+
+    Every computation that reads the decoder's weights ([`decode_context`], [`memory_key_values`],
+    [`decode_autoregressive`]) runs through `forward`: hooks on `forward` then see all of them, as accelerate's
+    offloading needs (a decoder placed on "cpu" or "disk" by a `device_map` has its weights loaded for each call).
     """
+
+    _OPERATIONS = ("decode_context", "memory_key_values", "decode_autoregressive")
 
     def __init__(self, config: CLIP4STRConfig):
         super().__init__()
@@ -152,7 +178,27 @@ class CLIP4STRDecoder(nn.Module):
         self.norm = nn.LayerNorm(dim, eps=config.decoder_layer_norm_eps)
         self.head = nn.Linear(dim, config.num_classes)
 
-    # --- building blocks ------------------------------------------------------------------------------------------
+    def forward(self, *args, operation: str = "decode_context", **kwargs):
+        """Run `operation` (one of `decode_context`, the default, `memory_key_values` or `decode_autoregressive`)
+        with the given arguments; see those methods."""
+        if operation not in self._OPERATIONS:
+            raise ValueError(f"Unknown decoder operation {operation!r}; choose one of {', '.join(self._OPERATIONS)}.")
+        return getattr(self, f"_{operation}")(*args, **kwargs)
+
+    def decode_context(self, *args, **kwargs):
+        """Logits of a whole context in one pass (training, refinement, non-autoregressive reading); the arguments
+        are those of [`_decode_context`]."""
+        return self(*args, operation="decode_context", **kwargs)
+
+    def memory_key_values(self, memory: torch.Tensor) -> MemoryKeyValues:
+        """Cross-attention keys and values of `memory` `[B, M, D]` for every layer, computed once per memory."""
+        return self(memory, operation="memory_key_values")
+
+    def decode_autoregressive(self, *args, **kwargs):
+        """Greedy left-to-right reading; the arguments are those of [`_decode_autoregressive`]."""
+        return self(*args, operation="decode_autoregressive", **kwargs)
+
+    # --- building blocks (called from the operations only) ----------------------------------------------------------
     def embed_tokens(self, tokens: torch.LongTensor) -> torch.Tensor:
         return math.sqrt(self.dim) * self.token_embedding(tokens)
 
@@ -164,10 +210,6 @@ class CLIP4STRDecoder(nn.Module):
             return embedded
         return torch.cat([embedded[:, :1], embedded[:, 1:] + self.pos_queries[:, : length - 1]], dim=1)
 
-    def memory_key_values(self, memory: torch.Tensor) -> MemoryKeyValues:
-        """Cross-attention keys and values of `memory` `[B, M, D]` for every layer, computed once per memory."""
-        return [layer.cross_attn.project_key_value(memory) for layer in self.layers]
-
     @staticmethod
     def concat_key_values(first: MemoryKeyValues, second: MemoryKeyValues) -> MemoryKeyValues:
         """Keys and values of the memory `cat([first, second], dim=1)`, from those of its parts."""
@@ -178,8 +220,11 @@ class CLIP4STRDecoder(nn.Module):
     def logits(self, query: torch.Tensor) -> torch.Tensor:
         return self.head(self.norm(query))
 
-    # --- whole-context pass (training, refinement, non-autoregressive decoding) --------------------------------------
-    def forward(
+    # --- the operations -----------------------------------------------------------------------------------------------
+    def _memory_key_values(self, memory: torch.Tensor) -> MemoryKeyValues:
+        return [layer.cross_attn.project_key_value(memory) for layer in self.layers]
+
+    def _decode_context(
         self,
         tokens: torch.LongTensor,
         memory_key_values: MemoryKeyValues,
@@ -188,24 +233,29 @@ class CLIP4STRDecoder(nn.Module):
         content_mask: torch.Tensor | None = None,
         padding_mask: torch.BoolTensor | None = None,
         memory_mask: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+        num_queries: int | None = None,
+        output_attentions: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         """
         Args:
             tokens: context `[B, L]`, `[B]` first.
             memory_key_values: from [`memory_key_values`].
-            queries: position queries `[B or 1, Lq, D]`; defaults to the first L position queries.
+            queries: position queries `[B or 1, Lq, D]`; defaults to the first `num_queries` position queries.
             query_mask: additive `[Lq, L]`, or `[K, Lq, L]` to run K orders (permutations) in one pass.
             content_mask: additive `[L, L]` (or `[K, L, L]`); only used by layers that update the content stream.
             padding_mask: `[B, L]`, True for context positions no query may see.
             memory_mask: additive `[K, M]`: which memory positions each of the K orders may see (when each order
                 has its own part of the memory, as the cross-modal branch has in training).
+            num_queries: how many position queries to read with when `queries` is not given (default L).
+            output_attentions: also return each layer's cross-attention weights of the query stream.
 
         Returns:
-            logits `[B, Lq, C + 1]`, or `[B, K, Lq, C + 1]` when K orders are given.
+            logits `[B, Lq, C + 1]`, or `[B, K, Lq, C + 1]` when K orders are given; with `output_attentions`, also
+            a tuple (one per layer) of weights `[B, heads, Lq, M]` (`[B, heads, K, Lq, M]` with K orders).
         """
         batch, length = tokens.shape
         if queries is None:
-            queries = self.pos_queries[:, :length]
+            queries = self.pos_queries[:, : length if num_queries is None else num_queries]
         num_queries = queries.shape[1]
         query = self.dropout(queries.expand(batch, -1, -1))
         content = self.dropout(self.embed_content(tokens))
@@ -238,8 +288,9 @@ class CLIP4STRDecoder(nn.Module):
         content_mask = _merge_masks(content_mask, pad) if len(self.layers) > 1 else None
 
         last = len(self.layers) - 1
+        attentions = []
         for index, layer in enumerate(self.layers):
-            query, content = layer(
+            outputs = layer(
                 query,
                 content,
                 memory_key_values[index],
@@ -248,21 +299,28 @@ class CLIP4STRDecoder(nn.Module):
                 query_memory_mask,
                 content_memory_mask,
                 update_content=index != last,
+                output_attentions=output_attentions,
             )
+            query, content = outputs[:2]
+            if output_attentions:
+                weights = outputs[2]
+                if grouped:
+                    weights = weights.unflatten(2, (num_groups, num_queries))
+                attentions.append(weights)
         logits = self.logits(query)
         if grouped:
             logits = logits.view(batch, num_groups, num_queries, -1)
-        return logits
+        return (logits, tuple(attentions)) if output_attentions else logits
 
-    # --- left-to-right decoding with cached keys and values --------------------------------------------------------
-    def decode_autoregressive(
+    def _decode_autoregressive(
         self,
         memory_key_values: MemoryKeyValues,
         num_steps: int,
         bos_token_id: int,
         eos_token_id: int,
         stop_when_finished: bool,
-    ) -> tuple[torch.Tensor, torch.LongTensor]:
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, ...]:
         """Greedy left to right: step i's query sees the context `[B]` + the predictions of steps < i.
 
         Each step embeds only the newest context token; the self-attention keys and values of earlier positions
@@ -271,7 +329,8 @@ class CLIP4STRDecoder(nn.Module):
 
         Returns:
             logits `[B, L, C + 1]` and the predicted ids `[B, L]`, L <= num_steps (fewer when
-            `stop_when_finished` and every sequence has predicted `[E]`).
+            `stop_when_finished` and every sequence has predicted `[E]`); with `output_attentions`, also a tuple (one
+            per layer) of the query stream's cross-attention weights `[B, heads, L, M]`.
         """
         key0 = memory_key_values[0][0]
         batch, device = key0.shape[0], key0.device
@@ -291,6 +350,7 @@ class CLIP4STRDecoder(nn.Module):
         first = self.layers[0]
         first_queries = first.self_attn.project_query(first.norm_q(self.pos_queries[:, :num_steps]))
         step_logits, step_ids = [], []
+        step_attentions = [[] for _ in self.layers]
         last = len(self.layers) - 1
         for step in range(num_steps):
             content = self.embed_tokens(token)
@@ -307,12 +367,17 @@ class CLIP4STRDecoder(nn.Module):
                 if index == 0:
                     self_query = first_queries[:, :, step : step + 1].expand(batch, -1, -1, -1)
                     new_query = layer.forward_stream(
-                        query, None, self_key_value, memory_key_values[index], self_query=self_query
+                        query, None, self_key_value, memory_key_values[index], self_query=self_query,
+                        output_attentions=output_attentions,
                     )
                 else:
                     new_query = layer.forward_stream(
-                        query, layer.norm_q(query), self_key_value, memory_key_values[index]
+                        query, layer.norm_q(query), self_key_value, memory_key_values[index],
+                        output_attentions=output_attentions,
                     )
+                if output_attentions:
+                    new_query, weights = new_query
+                    step_attentions[index].append(weights)
                 if index != last:
                     content = layer.forward_stream(content, content_normed, self_key_value, memory_key_values[index])
                 query = new_query
@@ -324,7 +389,10 @@ class CLIP4STRDecoder(nn.Module):
                 finished |= token[:, 0] == eos_token_id
                 if bool(finished.all()):
                     break
-        return torch.cat(step_logits, dim=1), torch.cat(step_ids, dim=1)
+        logits, ids = torch.cat(step_logits, dim=1), torch.cat(step_ids, dim=1)
+        if output_attentions:
+            return logits, ids, tuple(torch.cat(weights, dim=2) for weights in step_attentions)
+        return logits, ids
 
 
 def _block_diagonal(masks: torch.Tensor) -> torch.Tensor:

@@ -41,15 +41,24 @@ def load_image(source) -> Image.Image:
 
 
 def to_rgb_image(image) -> Image.Image:
-    """Any PIL image, HWC/CHW/HW numpy array or torch tensor (uint8, uint16 or float in [0, 1]) as an 8-bit RGB image.
+    """Any PIL image, HWC/CHW/HW numpy array or torch tensor (uint8, uint16 or float in [0, 1], any float dtype
+    including bfloat16) as an 8-bit RGB image.
 
     PIL modes are converted the way the reference's `Image.convert("RGB")` does (alpha is dropped, palettes are
     expanded), except high-bit-depth modes, which PIL would clip at 255: those are scaled to 8 bits instead.
+
+    Float images must hold values in [0, 1] (up to half an 8-bit level of rounding either side). Anything else raises
+    `ValueError` rather than being clipped: values below 0 or above 1 are what an already normalised image holds
+    (give those straight to the model as `pixel_values`), and a float image in 0-255 must be converted to uint8 (or
+    divided by 255) first. NaN or infinite values raise as well.
     """
     if isinstance(image, (str, os.PathLike, bytes, bytearray)):
         image = load_image(image)
     if isinstance(image, torch.Tensor):
-        image = image.detach().cpu().numpy()
+        image = image.detach().cpu()
+        if image.is_floating_point() and image.dtype not in (torch.float16, torch.float32, torch.float64):
+            image = image.float()  # numpy has no bfloat16 (nor float8)
+        image = image.numpy()
     if isinstance(image, np.ndarray):
         return Image.fromarray(_array_to_uint8_hwc(image), mode="RGB")
     if not isinstance(image, Image.Image):
@@ -85,9 +94,7 @@ def _array_to_uint8_hwc(array: np.ndarray) -> np.ndarray:
     elif array.dtype == np.bool_:
         pixels = array.astype(np.uint8) * 255
     elif np.issubdtype(array.dtype, np.floating):
-        peak = float(np.nanmax(array)) if array.size else 0.0
-        scale = 255.0 if peak <= 1.0 else 1.0
-        pixels = np.clip(np.rint(np.nan_to_num(array.astype(np.float64)) * scale), 0, 255).astype(np.uint8)
+        pixels = np.clip(np.rint(_unit_range(array) * 255.0), 0, 255).astype(np.uint8)
     elif np.issubdtype(array.dtype, np.integer):
         peak = int(array.max()) if array.size else 0
         if peak <= 255:
@@ -103,6 +110,31 @@ def _array_to_uint8_hwc(array: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(pixels)
 
 
+# Float pixels within half an 8-bit level outside [0, 1] round to 0 or 255 anyway; beyond that they are not [0, 1] data.
+_UNIT_RANGE_TOLERANCE = 0.5 / 255
+
+
+def _unit_range(array: np.ndarray) -> np.ndarray:
+    """A float image as float64, after checking that it holds finite values in [0, 1]."""
+    values = array.astype(np.float64)
+    if not np.isfinite(values).all():
+        raise ValueError(
+            f"The float image holds {int((~np.isfinite(values)).sum())} NaN or infinite value(s); fix its source."
+        )
+    low, high = float(values.min()), float(values.max())
+    if low < -_UNIT_RANGE_TOLERANCE or high > 1 + _UNIT_RANGE_TOLERANCE:
+        hint = (
+            "it looks already normalised: give it to the model as `pixel_values` instead"
+            if low < 0
+            else "for 0-255 pixels convert the image to uint8 (or divide it by 255) first"
+        )
+        raise ValueError(
+            f"Float images must hold values in [0, 1], this one spans [{low:.3g}, {high:.3g}]; {hint}. (Clipping it "
+            "would read a different image.)"
+        )
+    return values
+
+
 class CLIP4STRImageProcessor(PilBackend):
     r"""
     Prepares word crops for CLIP4STR exactly like the reference: convert to RGB, resize straight to `size` (no aspect
@@ -111,7 +143,8 @@ class CLIP4STRImageProcessor(PilBackend):
     `size`, `resample`, `do_rescale`, `rescale_factor`, `do_normalize`, `image_mean`, `image_std`).
 
     Accepts PIL images of any mode, numpy arrays and torch tensors (HWC or CHW; uint8, uint16 or float in [0, 1]),
-    file paths and raw bytes, one at a time or in a list; see [`to_rgb_image`].
+    file paths and raw bytes, one at a time or in a list; see [`to_rgb_image`]. A float image outside [0, 1] (e.g.
+    one already normalised) raises `ValueError` instead of being clipped.
 
     Args:
         size (`dict` or `int`, defaults to `{"height": 224, "width": 224}`): the model's input size.

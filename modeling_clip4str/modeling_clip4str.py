@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -18,21 +20,29 @@ from .caption_clip4str import (
     TextTower,
     caption_state,
     caption_texts,
+    check_caption_tokenizer,
     distinct_text_memory,
     freeze_text_tower,
     text_memory,
 )
 from .configuration_clip4str import CLIP4STRConfig
 from .decoder_clip4str import CLIP4STRDecoder, MemoryKeyValues
+from .generation_clip4str import ReadingRequest, reading_request
+from .inputs_clip4str import check_decode_ar, check_pixel_values, check_refine_iters
 from .permutation_loss_clip4str import PermutedBatch, permutation_loss, permuted_batch
 from .permutations_clip4str import caption_memory_mask, cloze_mask, side_by_side_captions
 from .saving_clip4str import (
+    CAPTION_TOKENIZER_FOLDER,
     HUB_KWARGS,
     load_caption_tokenizer,
     name_pipeline_in_config,
     save_beside_weights,
     upload_directory,
 )
+
+
+# Held while a forward pass runs the CLIP towers with eager attention to return their weights.
+_ATTENTION_SWITCH = threading.Lock()
 
 
 @dataclass
@@ -49,12 +59,35 @@ class CLIP4STROutput(ModelOutput):
             The visual branch's logits, likewise.
         image_memory (`torch.FloatTensor` of shape `[B, 1 + patches, D]`):
             Every ViT token after the final LayerNorm and the visual projection.
+        hidden_states (`tuple(torch.FloatTensor)`, returned with `output_hidden_states=True`):
+            The image tower's hidden states, `[B, 1 + patches, D_vision]`: its embeddings, then each layer's output.
+        attentions (`tuple(torch.FloatTensor)`, returned with `output_attentions=True`):
+            The image tower's self-attention weights per layer, `[B, heads, 1 + patches, 1 + patches]`.
+        text_hidden_states (`tuple(torch.FloatTensor)`, returned with `output_hidden_states=True`):
+            The text tower's hidden states, `[B, context_length, D_text]`, over the captions the final cross-modal
+            logits read (with `labels`: those of the left-to-right order).
+        text_attentions (`tuple(torch.FloatTensor)`, returned with `output_attentions=True`):
+            The text tower's self-attention weights per layer, `[B, heads, context_length, context_length]`.
+        visual_decoder_attentions (`tuple(torch.FloatTensor)`, returned with `output_attentions=True`):
+            Per visual-decoder layer, the cross-attention of each character position over the image memory,
+            `[B, heads, positions, 1 + patches]`, in the pass that gave `visual_logits`. See
+            [`~CLIP4STRForSceneTextRecognition.attention_maps`].
+        cross_decoder_attentions (`tuple(torch.FloatTensor)`, returned with `output_attentions=True`):
+            Per cross-modal decoder layer, the cross-attention of each character position over the image memory
+            followed by the caption memory, `[B, heads, positions, 1 + patches + context_length]`, in the pass that
+            gave `logits`.
     """
 
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
     visual_logits: torch.FloatTensor | None = None
     image_memory: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+    text_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    text_attentions: tuple[torch.FloatTensor, ...] | None = None
+    visual_decoder_attentions: tuple[torch.FloatTensor, ...] | None = None
+    cross_decoder_attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 @dataclass
@@ -69,6 +102,8 @@ class CLIP4STRGenerateOutput(ModelOutput):
             Highest softmax probability at each position (the character's, or the `[E]`'s).
         confidences (`torch.FloatTensor` of shape `[B]`):
             Word confidence: the product of `char_confidences` up to and including the first `[E]`.
+        scores (`tuple(torch.FloatTensor)`, returned with `output_scores=True` or `output_logits=True`):
+            `logits` per position, a tuple of `[B, C + 1]` tensors, as transformers' `generate` returns them.
     """
 
     sequences: torch.LongTensor | None = None
@@ -76,6 +111,20 @@ class CLIP4STRGenerateOutput(ModelOutput):
     visual_logits: torch.FloatTensor | None = None
     char_confidences: torch.FloatTensor | None = None
     confidences: torch.FloatTensor | None = None
+    scores: tuple[torch.FloatTensor, ...] | None = None
+
+
+@dataclass
+class _Reading:
+    """What predict-and-refine computed: final cross-modal and visual logits `[B, positions, C + 1]`, the caption ids
+    `[B, context_length]` the final cross-modal pass read, and (when asked) each decoder's cross-attentions in the
+    pass that gave its logits."""
+
+    logits: torch.Tensor
+    visual_logits: torch.Tensor
+    caption_ids: torch.LongTensor
+    visual_attentions: tuple[torch.Tensor, ...] | None = None
+    cross_attentions: tuple[torch.Tensor, ...] | None = None
 
 
 class CLIP4STRPreTrainedModel(PreTrainedModel):
@@ -103,6 +152,23 @@ class CLIP4STRPreTrainedModel(PreTrainedModel):
             init.ones_(module.weight)
             init.zeros_(module.bias)
 
+    @torch.no_grad()
+    def initialize_weights(self):
+        """Initialise what is not yet initialised, each CLIP tower with CLIP's own scheme, as `__init__` does.
+
+        transformers' version skips, in custom-code models, modules without parameters of their own (a guard for
+        remote code that writes weights in place); it would skip CLIP's attention and MLP blocks, whose scheme sets
+        their projections, so a model built by `from_pretrained` without weights would differ from `cls(config)`.
+        This class writes weights only through `transformers.initialization`, which never overwrites loaded ones.
+        """
+
+        def apply(module: nn.Module, initialize) -> None:
+            for child in module.children():
+                apply(child, child._initialize_weights if isinstance(child, PreTrainedModel) else initialize)
+            initialize(module)
+
+        apply(self, self._initialize_weights)
+
 
 class CLIP4STRForSceneTextRecognition(CLIP4STRPreTrainedModel, GenerationMixin):
     r"""
@@ -121,8 +187,10 @@ class CLIP4STRForSceneTextRecognition(CLIP4STRPreTrainedModel, GenerationMixin):
         self.text_projection = nn.Linear(config.text_config.hidden_size, config.projection_dim, bias=False)
         self.visual_decoder = CLIP4STRDecoder(config)
         self.cross_decoder = CLIP4STRDecoder(config)
-        self._caption_ids = CaptionIds(caption_tokenizer)
+        self._caption_ids = CaptionIds(None)
         self.post_init()
+        if caption_tokenizer is not None:
+            self.set_caption_tokenizer(caption_tokenizer)
         self._align_generation_config()
         self.freeze_text_layers(config.num_frozen_text_layers)
 
@@ -143,8 +211,21 @@ class CLIP4STRForSceneTextRecognition(CLIP4STRPreTrainedModel, GenerationMixin):
         self.set_caption_tokenizer(tokenizer)
 
     def set_caption_tokenizer(self, tokenizer) -> None:
-        """Use `tokenizer` (a CLIP BPE tokenizer, e.g. `CLIPTokenizer`) to turn predictions into captions."""
+        """Use `tokenizer` (a CLIP BPE tokenizer, e.g. `CLIPTokenizer`) to turn predictions into captions.
+
+        Every way of building or loading a model passes its tokenizer through here, which refuses one that is not the
+        text tower's (vocabulary size, start and end ids; see [`check_caption_tokenizer`]), naming where it came
+        from."""
+        if tokenizer is not None:
+            check_caption_tokenizer(tokenizer, self.config.text_config)
         self._caption_ids = CaptionIds(tokenizer)  # a new cache: calls still running in other threads keep theirs
+
+    def get_input_embeddings(self) -> nn.Module:
+        """The image tower's patch embedding (a `Conv2d`): the first layer the model's input meets."""
+        return self.vision_model.embeddings.patch_embedding
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.vision_model.embeddings.patch_embedding = value
 
     def caption_texts(self, logits: torch.Tensor) -> list[str]:
         """Captions of logits `[N, L, C + 1]`: greedy text cut at the first `[E]`, adapted to the caption charset."""
@@ -168,6 +249,10 @@ class CLIP4STRForSceneTextRecognition(CLIP4STRPreTrainedModel, GenerationMixin):
 
     def encode_image(self, pixel_values: torch.FloatTensor) -> torch.FloatTensor:
         """`[B, 3, H, W]` -> image memory `[B, 1 + patches, D]`: every ViT token, final LayerNorm, projection."""
+        return self._encode_image(pixel_values)[0]
+
+    def _encode_image(self, pixel_values, output_attentions: bool = False, output_hidden_states: bool = False):
+        """Image memory `[B, 1 + patches, D]` and the image tower's output (hidden states and attentions if asked)."""
         expected = self.config.image_input_size
         if tuple(pixel_values.shape[-2:]) != expected:
             raise ValueError(
@@ -175,10 +260,13 @@ class CLIP4STRForSceneTextRecognition(CLIP4STRPreTrainedModel, GenerationMixin):
                 f"{pixel_values.shape[-2]}x{pixel_values.shape[-1]}. Prepare them with the model's processor."
             )
         dtype = self.visual_projection.weight.dtype
-        hidden = self.vision_model(
-            pixel_values=pixel_values.to(dtype), interpolate_pos_encoding=self.config.input_size is not None
-        ).last_hidden_state
-        return self.visual_projection(self.vision_model.post_layernorm(hidden))
+        tower = self.vision_model(
+            pixel_values=pixel_values.to(dtype),
+            interpolate_pos_encoding=self.config.input_size is not None,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+        )
+        return self.visual_projection(self.vision_model.post_layernorm(tower.last_hidden_state)), tower
 
     def encode_text(self, input_ids: torch.LongTensor) -> torch.FloatTensor:
         """Caption ids `[N, context_length]` -> text memory `[N, context_length, D]` (every position, no padding mask:
@@ -189,6 +277,8 @@ class CLIP4STRForSceneTextRecognition(CLIP4STRPreTrainedModel, GenerationMixin):
         self,
         pixel_values: torch.FloatTensor,
         labels: torch.LongTensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         num_items_in_batch: torch.Tensor | int | None = None,
         **kwargs,
@@ -199,6 +289,12 @@ class CLIP4STRForSceneTextRecognition(CLIP4STRPreTrainedModel, GenerationMixin):
             labels (`torch.LongTensor` of shape `[B, L + 1]`, *optional*):
                 Character ids followed by `[E]` (0), padded with `[P]` or -100, as [`CLIP4STRProcessor`] makes them.
                 With labels the permuted-sequence loss is computed; without, predict-and-refine runs.
+            output_attentions (`bool`, *optional*):
+                Return the towers' self-attentions and the decoders' cross-attentions (see [`CLIP4STROutput`]). For
+                this call the towers run with eager attention, whose weights fused kernels (SDPA) do not expose.
+                Defaults to `config.output_attentions`.
+            output_hidden_states (`bool`, *optional*):
+                Return the towers' hidden states. Defaults to `config.output_hidden_states`.
             num_items_in_batch (`int` or `torch.Tensor`, *optional*):
                 Divide the summed loss by this many targets instead of this batch's own count: the `Trainer` passes
                 [`num_loss_targets`] summed over the global batch (every process and accumulation step), so the loss
@@ -210,25 +306,105 @@ class CLIP4STRForSceneTextRecognition(CLIP4STRPreTrainedModel, GenerationMixin):
         """
         if kwargs:
             raise TypeError(f"Unexpected arguments for CLIP4STR forward: {', '.join(sorted(kwargs))}.")
-        _check_pixel_values(pixel_values)
+        check_pixel_values(pixel_values)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
-        image_memory = self.encode_image(pixel_values)
+        output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
+        output_hidden_states = (
+            self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        )
+        with self._towers_exposing_attentions(output_attentions):
+            return self._forward(pixel_values, labels, output_attentions, output_hidden_states, return_dict,
+                                 num_items_in_batch)
+
+    def _forward(self, pixel_values, labels, output_attentions, output_hidden_states, return_dict, num_items_in_batch):
+        image_memory, image_tower = self._encode_image(pixel_values, output_attentions, output_hidden_states)
         loss = None
         if labels is not None:
-            batch = permuted_batch(labels.to(image_memory.device), self.config, seeded=not self.training)
-            visual_logits, logits = self._permutation_logits(image_memory, batch)
-            loss = permutation_loss(visual_logits, logits, batch.targets, self.config, num_items_in_batch)
-            visual_logits, logits = visual_logits[:, 0], logits[:, 0]  # the left-to-right order
+            labels = labels.to(image_memory.device)
+            _check_labels_have_characters(labels, self.config)
+            batch = permuted_batch(labels, self.config, seeded=not self.training)
+            reading = self._permutation_logits(image_memory, batch, output_attentions)
+            loss = permutation_loss(
+                reading.visual_logits, reading.logits, batch.targets, self.config, num_items_in_batch
+            )
+            reading.visual_logits, reading.logits = reading.visual_logits[:, 0], reading.logits[:, 0]  # left to right
         else:
-            logits, visual_logits = self._predict(image_memory, self.config.refine_iters, self.config.decode_ar)
-        output = CLIP4STROutput(loss=loss, logits=logits, visual_logits=visual_logits, image_memory=image_memory)
+            reading = self._predict(
+                image_memory, self.config.refine_iters, self.config.decode_ar, output_attentions=output_attentions
+            )
+        text_tower = None
+        if output_attentions or output_hidden_states:
+            text_tower = self.text_model(
+                input_ids=reading.caption_ids,
+                output_attentions=output_attentions,
+                output_hidden_states=output_hidden_states,
+            )
+        output = CLIP4STROutput(
+            loss=loss,
+            logits=reading.logits,
+            visual_logits=reading.visual_logits,
+            image_memory=image_memory,
+            hidden_states=image_tower.hidden_states if output_hidden_states else None,
+            attentions=image_tower.attentions if output_attentions else None,
+            text_hidden_states=text_tower.hidden_states if output_hidden_states else None,
+            text_attentions=text_tower.attentions if output_attentions else None,
+            visual_decoder_attentions=reading.visual_attentions,
+            cross_decoder_attentions=reading.cross_attentions,
+        )
         return output if return_dict else output.to_tuple()
 
-    def _permutation_logits(self, image_memory, batch: PermutedBatch):
+    @contextmanager
+    def _towers_exposing_attentions(self, output_attentions: bool):
+        """Run the CLIP towers with eager attention for this call when attentions are asked for: fused kernels (SDPA,
+        flash) compute the same result but do not expose the weights."""
+        if not output_attentions:
+            yield
+            return
+        configs = [self.vision_model.config, self.text_model.config]
+        # Calls that switch are serialised, so that one cannot restore what another switched (a model shared by
+        # threads); calls that do not switch may run meanwhile, with eager attention's same result.
+        with _ATTENTION_SWITCH:
+            previous = [config._attn_implementation for config in configs]
+            for config in configs:
+                config._attn_implementation = "eager"
+            try:
+                yield
+            finally:
+                for config, implementation in zip(configs, previous):
+                    config._attn_implementation = implementation
+
+    def attention_maps(self, decoder_attentions: tuple[torch.Tensor, ...], layer: int = -1) -> torch.FloatTensor:
+        """Where each character position looked in the image: a heat map over the patch grid per position.
+
+        Args:
+            decoder_attentions: `visual_decoder_attentions` or `cross_decoder_attentions` of a [`CLIP4STROutput`]
+                (from `model(pixel_values, output_attentions=True)`), per layer `[B, heads, positions, M]`.
+            layer: which decoder layer's attention to map (default the last).
+
+        Returns:
+            `torch.FloatTensor` `[B, positions, H_patches, W_patches]`: the attention of each position over the image
+            patches, averaged over heads; the class token's and the captions' shares are left out and each map is
+            rescaled to sum to 1 (a map shows where in the image the position looked, not how much it looked at the
+            image).
+        """
+        weights = decoder_attentions[layer].float().mean(1)  # [B, positions, M]
+        patch = self.config.vision_config.patch_size
+        height, width = (size // patch for size in self.config.image_input_size)
+        patches = weights[..., 1 : 1 + height * width]
+        patches = patches / patches.sum(-1, keepdim=True).clamp_min(torch.finfo(patches.dtype).tiny)
+        return patches.unflatten(-1, (height, width))
+
+    def _permutation_logits(self, image_memory, batch: PermutedBatch, output_attentions: bool = False) -> _Reading:
         """Every order of `batch` through each decoder in one call (memory keys and values projected once per decoder,
-        the text tower run once per distinct caption). Returns visual and cross logits `[B, K, L, C + 1]`."""
+        the text tower run once per distinct caption). Returns visual and cross logits `[B, K, L, C + 1]`, the
+        left-to-right order's caption ids, and (if asked) that order's cross-attentions."""
         masks = dict(query_mask=batch.query_masks, content_mask=batch.content_masks, padding_mask=batch.padding_mask)
-        visual_logits = self.visual_decoder(batch.context, self.visual_decoder.memory_key_values(image_memory), **masks)
+        num_orders = batch.num_orders
+        visual = self.visual_decoder(
+            batch.context, self.visual_decoder.memory_key_values(image_memory), output_attentions=output_attentions,
+            **masks,
+        )
+        visual_logits, visual_attentions = visual if output_attentions else (visual, None)
         # Order k of sample b reads the caption of its own visual logits (row b * K + k), and the image memory
         # detached: the cross-modal loss must not reach the image tower.
         texts = self.caption_texts(visual_logits.detach().flatten(0, 1))
@@ -236,11 +412,20 @@ class CLIP4STRForSceneTextRecognition(CLIP4STRPreTrainedModel, GenerationMixin):
         captions_kv = self.cross_decoder.memory_key_values(distinct_text_memory(self._text_tower, input_ids, texts))
         memory_kv = self.cross_decoder.concat_key_values(
             self.cross_decoder.memory_key_values(image_memory.detach()),
-            side_by_side_captions(captions_kv, batch.num_orders),
+            side_by_side_captions(captions_kv, num_orders),
         )
-        memory_mask = caption_memory_mask(batch.num_orders, image_memory.shape[1], input_ids.shape[1], input_ids.device)
-        cross_logits = self.cross_decoder(batch.context, memory_kv, memory_mask=memory_mask, **masks)
-        return visual_logits, cross_logits
+        memory_mask = caption_memory_mask(num_orders, image_memory.shape[1], input_ids.shape[1], input_ids.device)
+        cross = self.cross_decoder(
+            batch.context, memory_kv, memory_mask=memory_mask, output_attentions=output_attentions, **masks
+        )
+        cross_logits, cross_attentions = cross if output_attentions else (cross, None)
+        reading = _Reading(cross_logits, visual_logits, input_ids[::num_orders])
+        if output_attentions:
+            # The left-to-right order (k = 0) reads the image and the first caption slot of the memory.
+            seen = image_memory.shape[1] + input_ids.shape[1]
+            reading.visual_attentions = tuple(weights[:, :, 0] for weights in visual_attentions)
+            reading.cross_attentions = tuple(weights[:, :, 0, :, :seen] for weights in cross_attentions)
+        return reading
 
     def _cross_memory(self, visual_logits, image_kv: MemoryKeyValues, previous: CaptionState | None = None):
         """Cross-modal memory keys/values for the captions of `visual_logits`, and the caption state that lets a
@@ -251,8 +436,8 @@ class CLIP4STRForSceneTextRecognition(CLIP4STRPreTrainedModel, GenerationMixin):
         text_kv = self.cross_decoder.memory_key_values(state.memory)
         return self.cross_decoder.concat_key_values(image_kv, text_kv), state
 
-    def _predict(self, image_memory, refine_iters: int, decode_ar: bool):
-        """Predict (visual), cross-check (cross-modal), refine. Returns (cross logits, visual logits)."""
+    def _predict(self, image_memory, refine_iters: int, decode_ar: bool, output_attentions: bool = False) -> _Reading:
+        """Predict (visual), cross-check (cross-modal), refine."""
         config = self.config
         batch = image_memory.shape[0]
         num_steps = config.num_decoding_steps
@@ -260,27 +445,41 @@ class CLIP4STRForSceneTextRecognition(CLIP4STRPreTrainedModel, GenerationMixin):
         visual_kv = self.visual_decoder.memory_key_values(image_memory)
         cross_image_kv = self.cross_decoder.memory_key_values(image_memory)
         start = torch.full((batch, 1), bos, dtype=torch.long, device=image_memory.device)
+        # Attention weights are only kept from the pass that gives each branch's final logits.
+        last_visual = output_attentions and refine_iters == 0
+        last_cross = output_attentions and refine_iters == 0
 
         if decode_ar:
-            visual_logits, _ = self.visual_decoder.decode_autoregressive(visual_kv, num_steps, bos, eos, True)
+            visual = self.visual_decoder.decode_autoregressive(
+                visual_kv, num_steps, bos, eos, True, output_attentions=last_visual
+            )
+            visual_logits, visual_attentions = visual[0], (visual[2] if last_visual else None)
         else:
-            visual_logits = self.visual_decoder(start, visual_kv, queries=self.visual_decoder.pos_queries)
+            visual = self.visual_decoder(start, visual_kv, num_queries=num_steps, output_attentions=last_visual)
+            visual_logits, visual_attentions = visual if last_visual else (visual, None)
         cross_kv, captions = self._cross_memory(visual_logits, cross_image_kv)
         length = visual_logits.shape[1]
         if decode_ar:
             # Its context is its own predictions. When refinement follows, what comes after every sequence's [E] is
             # masked there, so the loop may stop once all have ended.
-            cross_logits, _ = self.cross_decoder.decode_autoregressive(cross_kv, length, bos, eos, refine_iters > 0)
+            cross = self.cross_decoder.decode_autoregressive(
+                cross_kv, length, bos, eos, refine_iters > 0, output_attentions=last_cross
+            )
+            cross_logits, cross_attentions = cross[0], (cross[2] if last_cross else None)
         else:
-            cross_logits = self.cross_decoder(start, cross_kv, queries=self.cross_decoder.pos_queries[:, :length])
+            cross = self.cross_decoder(start, cross_kv, num_queries=length, output_attentions=last_cross)
+            cross_logits, cross_attentions = cross if last_cross else (cross, None)
 
         if refine_iters > 0:
             mask = cloze_mask(num_steps, device=image_memory.device)
-            for _ in range(refine_iters):
-                visual_logits = _refine(self.visual_decoder, visual_logits, visual_kv, mask, start, eos)
+            for index in range(refine_iters):
+                last = output_attentions and index == refine_iters - 1
+                visual = _refine(self.visual_decoder, visual_logits, visual_kv, mask, start, eos, last)
+                visual_logits, visual_attentions = visual if last else (visual, visual_attentions)
                 cross_kv, captions = self._cross_memory(visual_logits, cross_image_kv, previous=captions)
-                cross_logits = _refine(self.cross_decoder, cross_logits, cross_kv, mask, start, eos)
-        return cross_logits, visual_logits
+                cross = _refine(self.cross_decoder, cross_logits, cross_kv, mask, start, eos, last)
+                cross_logits, cross_attentions = cross if last else (cross, cross_attentions)
+        return _Reading(cross_logits, visual_logits, captions.input_ids, visual_attentions, cross_attentions)
 
     @torch.no_grad()
     def generate(
@@ -293,44 +492,44 @@ class CLIP4STRForSceneTextRecognition(CLIP4STRPreTrainedModel, GenerationMixin):
     ) -> torch.LongTensor | CLIP4STRGenerateOutput:
         r"""
         Read the text of word images: predict (visual branch, left to right), cross-check (cross-modal branch, left to
-        right), then `refine_iters` cloze refinement passes of both branches.
+        right), then `refine_iters` cloze refinement passes of both branches. Reading is greedy and deterministic.
 
         Args:
-            pixel_values (`torch.FloatTensor` of shape `[B, 3, H, W]`): from [`CLIP4STRImageProcessor`].
-            refine_iters (`int`, *optional*): defaults to `config.refine_iters`.
+            pixel_values (`torch.FloatTensor` of shape `[B, 3, H, W]`): from [`CLIP4STRImageProcessor`]; integer
+                (raw) pixels and NaN or infinite values are refused.
+            refine_iters (`int`, *optional*): an integer >= 0; defaults to `config.refine_iters`.
             decode_ar (`bool`, *optional*): left-to-right (default `config.decode_ar`) or all positions at once.
             return_dict_in_generate (`bool`): return a [`CLIP4STRGenerateOutput`] instead of the ids alone.
+            kwargs: transformers' generic generation arguments. `max_new_tokens=n` / `max_length=n` cut the outputs to
+                their first n positions (the text then has at most n characters; the word is read in full first,
+                and without a start token in the output both count the same positions: the smaller applies);
+                `output_scores` / `output_logits` add `scores` to the dict output; a `generation_config` counts as
+                its non-default settings. Sampling, beams and other token-choice settings are refused by name; see
+                `generation_clip4str` for the full rule.
 
         Returns:
             `torch.LongTensor` `[B, positions]` of character ids (`[P]` after the first `[E]`), or
             [`CLIP4STRGenerateOutput`]. Decode them with `processor.batch_decode`.
         """
         pixel_values = _generate_input(pixel_values, kwargs)
-        refine_iters = self.config.refine_iters if refine_iters is None else int(refine_iters)
-        decode_ar = self.config.decode_ar if decode_ar is None else bool(decode_ar)
-        if refine_iters < 0:
-            raise ValueError(f"refine_iters must be >= 0, got {refine_iters}.")
+        request = reading_request(kwargs, self.config, return_dict_in_generate)
+        refine_iters = check_refine_iters(self.config.refine_iters if refine_iters is None else refine_iters)
+        decode_ar = check_decode_ar(self.config.decode_ar if decode_ar is None else decode_ar)
 
-        logits, visual_logits = self._predict(self.encode_image(pixel_values), refine_iters, decode_ar)
-        sequences = _sequences(logits, self.config.eos_token_id, self.config.pad_token_id)
-        if not return_dict_in_generate:
-            return sequences
-        char_confidences, confidences = _confidences(logits, self.config.eos_token_id)
-        return CLIP4STRGenerateOutput(
-            sequences=sequences,
-            logits=logits,
-            visual_logits=visual_logits,
-            char_confidences=char_confidences,
-            confidences=confidences,
-        )
+        reading = self._predict(self.encode_image(pixel_values), refine_iters, decode_ar)
+        return _generate_output(reading, request, self.config)
 
     @classmethod
-    def from_clip(cls, pretrained_model_name_or_path, **config_overrides) -> "CLIP4STRForSceneTextRecognition":
+    def from_clip(
+        cls, pretrained_model_name_or_path, caption_tokenizer=None, **config_overrides
+    ) -> "CLIP4STRForSceneTextRecognition":
         """A new CLIP4STR (fresh decoders) on a Hugging Face CLIP checkpoint: both towers, both projections and its
         BPE tokenizer, e.g. `from_clip("openai/clip-vit-base-patch16")` or a local `CLIPModel` directory.
 
-        `config_overrides` set [`CLIP4STRConfig`] fields (`charset=`, `max_label_length=`, ...). Hub arguments
-        (`revision`, `cache_dir`, `token`, `local_files_only`) are passed on to the loaders.
+        `caption_tokenizer` replaces the checkpoint's tokenizer (for a CLIP saved without its tokenizer files; a
+        tokenizer that is not the text tower's is refused). `config_overrides` set [`CLIP4STRConfig`] fields
+        (`charset=`, `max_label_length=`, ...). Hub arguments (`revision`, `cache_dir`, `token`, `local_files_only`)
+        are passed on to the loaders.
         """
         from transformers import CLIPModel, CLIPTokenizer
 
@@ -342,8 +541,9 @@ class CLIP4STRForSceneTextRecognition(CLIP4STRPreTrainedModel, GenerationMixin):
             projection_dim=clip.config.projection_dim,
             **config_overrides,
         )
-        tokenizer = CLIPTokenizer.from_pretrained(pretrained_model_name_or_path, **hub_kwargs)
-        model = cls(config, caption_tokenizer=tokenizer)
+        if caption_tokenizer is None:
+            caption_tokenizer = CLIPTokenizer.from_pretrained(pretrained_model_name_or_path, **hub_kwargs)
+        model = cls(config, caption_tokenizer=caption_tokenizer)
         for name in ("vision_model", "text_model", "visual_projection", "text_projection"):
             getattr(model, name).load_state_dict(getattr(clip, name).state_dict())
         return model
@@ -352,14 +552,21 @@ class CLIP4STRForSceneTextRecognition(CLIP4STRPreTrainedModel, GenerationMixin):
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
         caption_tokenizer = kwargs.pop("caption_tokenizer", None)
         hub_kwargs = {key: kwargs[key] for key in HUB_KWARGS + ("subfolder",) if key in kwargs}
-        model = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        loaded = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        model = loaded[0] if kwargs.get("output_loading_info") else loaded
         model.freeze_text_layers()  # loading replaces parameters, which resets `requires_grad`
         model._align_generation_config()  # directories saved by earlier versions carry the CLIP tower's ids
-        if caption_tokenizer is None:
-            caption_tokenizer = load_caption_tokenizer(pretrained_model_name_or_path, **hub_kwargs)
         if caption_tokenizer is not None:
             model.set_caption_tokenizer(caption_tokenizer)
-        return model
+        elif pretrained_model_name_or_path is not None:
+            saved = load_caption_tokenizer(pretrained_model_name_or_path, **hub_kwargs)
+            if saved is not None:
+                try:
+                    model.set_caption_tokenizer(saved)
+                except ValueError as error:
+                    folder = "/".join(filter(None, [str(pretrained_model_name_or_path), hub_kwargs.get("subfolder")]))
+                    raise ValueError(f"{folder}/{CAPTION_TOKENIZER_FOLDER} is broken: {error}") from error
+        return loaded
 
     def save_pretrained(self, save_directory, *args, push_to_hub: bool = False, **kwargs):
         """Save weights and config, the caption tokenizer to `caption_tokenizer/` (which `from_pretrained` reads
@@ -376,33 +583,49 @@ class CLIP4STRForSceneTextRecognition(CLIP4STRPreTrainedModel, GenerationMixin):
             upload_directory(save_directory, **upload)
 
 
-# Arguments that generic callers (pipelines, Seq2SeqTrainer) pass to `generate` and greedy reading has no use for.
-_IGNORED_GENERATE_ARGUMENTS = (
-    "generation_config", "max_length", "max_new_tokens", "synced_gpus", "do_sample", "attention_mask", "output_scores",
-    "output_logits",
-)
-
-
 def _generate_input(pixel_values, kwargs: dict) -> torch.Tensor:
-    """The images `generate` reads (`pixel_values`, or `inputs` as generic callers name them), after refusing what
-    greedy reading cannot do and dropping what it has no use for."""
+    """The images `generate` reads: `pixel_values`, or `inputs` as generic callers name them."""
     if pixel_values is None:
         pixel_values = kwargs.pop("inputs", None)
     if pixel_values is None:
         raise ValueError("generate needs `pixel_values`.")
-    if kwargs.pop("num_beams", 1) not in (None, 1):
-        raise NotImplementedError("CLIP4STR decodes greedily; beam search is not supported.")
-    for ignored in _IGNORED_GENERATE_ARGUMENTS:
-        kwargs.pop(ignored, None)
-    if kwargs:
-        raise TypeError(f"Unexpected arguments for CLIP4STR generate: {', '.join(sorted(kwargs))}.")
-    _check_pixel_values(pixel_values)
+    kwargs.pop("labels", None)  # `Seq2SeqTrainer` passes its whole batch; reading never looks at the labels
+    check_pixel_values(pixel_values)
     return pixel_values
 
 
-def _refine(decoder: CLIP4STRDecoder, logits, memory_kv, mask, start, eos: int):
+def _generate_output(reading: _Reading, request: ReadingRequest, config) -> torch.LongTensor | CLIP4STRGenerateOutput:
+    """The ids of `reading` (or the dict output), cut to `request.max_positions` positions."""
+    logits, visual_logits = reading.logits, reading.visual_logits
+    if request.max_positions is not None:
+        logits, visual_logits = logits[:, : request.max_positions], visual_logits[:, : request.max_positions]
+    sequences = _sequences(logits, config.eos_token_id, config.pad_token_id)
+    if not request.return_dict_in_generate:
+        return sequences
+    char_confidences, confidences = _confidences(logits, config.eos_token_id)
+    return CLIP4STRGenerateOutput(
+        sequences=sequences,
+        logits=logits,
+        visual_logits=visual_logits,
+        char_confidences=char_confidences,
+        confidences=confidences,
+        scores=tuple(logits.unbind(1)) if request.output_scores else None,
+    )
+
+
+def _check_labels_have_characters(labels: torch.LongTensor, config) -> None:
+    """Refuse a batch whose labels are all empty: no order of an empty word can be taught."""
+    is_char = (labels > config.eos_token_id) & (labels < config.bos_token_id)
+    if not bool(is_char.any()):
+        raise ValueError(
+            "Every label of this batch is empty (no character before `[E]`), so there is nothing to learn from it. "
+            "Drop samples with empty labels before batching (the training data's label rule does)."
+        )
+
+
+def _refine(decoder: CLIP4STRDecoder, logits, memory_kv, mask, start, eos: int, output_attentions: bool = False):
     """One cloze pass over all positions with context `[B]` + argmax(logits) (positions from the first `[E]` on
-    hidden)."""
+    hidden). Returns the logits, and with `output_attentions` also the cross-attentions."""
     predicted = logits[:, :-1].argmax(-1)
     length = predicted.shape[1]
     if length < mask.shape[0] - 1:  # shorter left-to-right output (early stop): its tail is padding anyway
@@ -412,10 +635,11 @@ def _refine(decoder: CLIP4STRDecoder, logits, memory_kv, mask, start, eos: int):
     return decoder(
         context,
         memory_kv,
-        queries=decoder.pos_queries,
+        num_queries=mask.shape[0],
         query_mask=mask,
         content_mask=mask,
         padding_mask=padding_mask,
+        output_attentions=output_attentions,
     )
 
 
@@ -434,15 +658,6 @@ def _confidences(logits: torch.Tensor, eos: int):
     counted = (is_end.cumsum(-1) - is_end) == 0
     confidences = char_confidences.masked_fill(~counted, 1.0).prod(-1)
     return char_confidences, confidences
-
-
-def _check_pixel_values(pixel_values) -> None:
-    if not isinstance(pixel_values, torch.Tensor):
-        raise TypeError(f"`pixel_values` must be a tensor, got {type(pixel_values).__name__}.")
-    if pixel_values.dim() != 4 or pixel_values.shape[1] != 3:
-        raise ValueError(f"`pixel_values` must have shape [B, 3, H, W], got {tuple(pixel_values.shape)}.")
-    if pixel_values.shape[0] == 0:
-        raise ValueError("`pixel_values` holds no images: the batch is empty.")
 
 
 __all__ = [

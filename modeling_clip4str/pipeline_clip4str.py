@@ -8,7 +8,7 @@ from transformers import Pipeline
 class CLIP4STRPipeline(Pipeline):
     r"""
     Reads word images: `pipe(image)` returns `[{"generated_text": ...}]`, `pipe([image, ...])` one such list per
-    image. Images may be PIL images (any mode), arrays, tensors, file paths or URLs.
+    image (`pipe([])` returns `[]`). Images may be PIL images (any mode), arrays, tensors, file paths or URLs.
 
     Call arguments: `refine_iters`, `decode_ar` (as in `generate`) and `return_confidence` (adds `"score"`, the word
     confidence).
@@ -26,6 +26,14 @@ class CLIP4STRPipeline(Pipeline):
         # Batching (batch_size > 1) pads with the tokenizer's pad id; images are all the same size.
         if self.tokenizer is None:
             self.tokenizer = self.processor.tokenizer
+
+    def __call__(self, images, *args, **kwargs):
+        """Read `images` (one image, or a list of them: an empty list reads nothing and returns `[]`)."""
+        if isinstance(images, (list, tuple)) and len(images) == 0:
+            call_arguments = {key: value for key, value in kwargs.items() if key not in ("batch_size", "num_workers")}
+            self._sanitize_parameters(**call_arguments)  # still refuse unknown arguments
+            return []
+        return super().__call__(images, *args, **kwargs)
 
     def _sanitize_parameters(self, refine_iters=None, decode_ar=None, return_confidence=None, timeout=None, **kwargs):
         if kwargs:

@@ -1,0 +1,112 @@
+"""The generic generation arguments that `generate` meets (from users, pipelines, `Seq2SeqTrainer`): each one is either
+honoured, with the meaning it has for a greedy character reader, or refused by name. None is silently ignored.
+
+Honoured:
+- `max_new_tokens=n` / `max_length=n`: the outputs are cut to their first n positions, so the text read has at most n
+  characters. The word is still read in full first (the cross-modal branch reads the caption of the whole visual
+  prediction), so the kept characters are those of the uncut reading. The outputs hold no start token, so both
+  arguments count the same positions; given both, the smaller applies.
+- `output_scores=True` / `output_logits=True` (with `return_dict_in_generate=True`): the output's `scores` holds the
+  final cross-modal logits per position, a tuple of `[B, C + 1]` tensors, as transformers' `generate` returns them.
+- `generation_config=`: its settings count as if passed one by one, except those still at transformers' defaults
+  (`max_length=20` included: a generation config cannot tell it from unset).
+
+Accepted without effect, because they cannot change what a greedy reader computes: `use_cache`, `synced_gpus`,
+`attention_mask` (images have no padding), `labels` (`Seq2SeqTrainer` passes its whole batch), settings equal to
+greedy decoding's (`do_sample=False`, `num_beams=1`, `temperature=1.0`, ...) or to transformers' defaults, and
+special token ids equal to the model's.
+
+Refused (ValueError naming them): sampling, beam search and every other setting that changes how tokens are chosen
+(`do_sample=True`, `num_beams>1`, `temperature`, `top_k`, `top_p`, `repetition_penalty`, ...), output options this
+model does not produce in `generate` (`output_attentions`, `output_hidden_states`: call the model instead), and
+special token ids other than the model's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from transformers import GenerationConfig
+
+# Generation settings that carry no decoding choice.
+_WITHOUT_EFFECT = {"use_cache", "synced_gpus", "attention_mask", "transformers_version", "_from_model_config"}
+_TOKEN_IDS = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id")
+_HONOURED = {"max_new_tokens", "max_length", "output_scores", "output_logits", "return_dict_in_generate"}
+# `generate` arguments of transformers that are not generation-config fields; None is their neutral value.
+_CALL_ARGUMENTS = (
+    "logits_processor", "stopping_criteria", "prefix_allowed_tokens_fn", "assistant_model", "streamer",
+    "negative_prompt_ids", "negative_prompt_attention_mask", "custom_generate", "tokenizer", "assistant_tokenizer",
+)
+
+
+@dataclass
+class ReadingRequest:
+    """What the generic arguments ask of a reading: cut the outputs to `max_positions` (None: keep all), return
+    per-position `scores`, return the dict output."""
+
+    max_positions: int | None = None
+    output_scores: bool = False
+    return_dict_in_generate: bool = False
+
+
+def _is_neutral(name: str, value, defaults: dict) -> bool:
+    return value is None or (name in defaults and value == defaults[name])
+
+
+def reading_request(kwargs: dict, config, return_dict_in_generate: bool) -> ReadingRequest:
+    """Turn the generic generation arguments `kwargs` (consumed) into a [`ReadingRequest`] for a model of `config`,
+    refusing what a greedy character reader cannot honour."""
+    defaults = GenerationConfig._get_default_generation_params()
+    known = set(GenerationConfig().to_dict())
+    settings = {}
+    generation_config = kwargs.pop("generation_config", None)
+    if generation_config is not None:
+        if not isinstance(generation_config, GenerationConfig):
+            raise TypeError(f"`generation_config` must be a GenerationConfig, got {type(generation_config).__name__}.")
+        requested = generation_config.to_dict().items()
+        settings.update((name, value) for name, value in requested if not _is_neutral(name, value, defaults))
+    for name in _CALL_ARGUMENTS:
+        if kwargs.get(name) is not None:
+            settings[name] = kwargs[name]
+        kwargs.pop(name, None)
+    unknown = sorted(name for name in kwargs if name not in known and name not in _WITHOUT_EFFECT)
+    if unknown:
+        raise TypeError(f"Unexpected arguments for CLIP4STR generate: {', '.join(unknown)}.")
+    settings.update((name, value) for name, value in kwargs.items() if value is not None)
+    kwargs.clear()
+
+    refused = []
+    for name, value in settings.items():
+        if name in _WITHOUT_EFFECT or name in _HONOURED:
+            continue
+        if name in _TOKEN_IDS:
+            expected = config.bos_token_id if name == "decoder_start_token_id" else getattr(config, name)
+            if value != expected:
+                refused.append(f"{name}={value!r} (this model's is {expected})")
+        elif name in _CALL_ARGUMENTS or not _is_neutral(name, value, defaults):
+            refused.append(f"{name}={value!r}")
+    if refused:
+        raise ValueError(
+            "CLIP4STR reads greedily, in one fixed pass (left to right, then refinement); these generation settings "
+            f"have no meaning for it: {', '.join(refused)}. Use `refine_iters`, `decode_ar` and `max_new_tokens`; for "
+            "attentions or hidden states call the model itself (`model(pixel_values, output_attentions=True)`)."
+        )
+
+    lengths = [settings[name] for name in ("max_new_tokens", "max_length") if name in settings]
+    for length in lengths:
+        if isinstance(length, bool) or not isinstance(length, int) or length < 1:
+            raise ValueError(f"`max_new_tokens` / `max_length` must be a positive integer, got {length!r}.")
+    output_scores = bool(settings.get("output_scores") or settings.get("output_logits"))
+    return_dict_in_generate = bool(return_dict_in_generate or settings.get("return_dict_in_generate"))
+    if output_scores and not return_dict_in_generate:
+        raise ValueError(
+            "`output_scores` / `output_logits` are returned in the dict output: pass `return_dict_in_generate=True`."
+        )
+    return ReadingRequest(
+        max_positions=min(lengths) if lengths else None,
+        output_scores=output_scores,
+        return_dict_in_generate=return_dict_in_generate,
+    )
+
+
+__all__ = ["ReadingRequest", "reading_request"]
