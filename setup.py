@@ -23,8 +23,12 @@ TRAINING = [
     "kornia>=0.8",  # RandAugment-style augmentation on tensors, without torchvision
     "pyyaml>=6",  # YAML argument files for run_str.py
     "matplotlib>=3.8",  # its bundled TrueType fonts render the demo's synthetic word images
+    "tensorboard>=2.14",  # --report_to tensorboard (transformers' callback writes through torch.utils.tensorboard)
 ]
-DEV = ["pytest>=8", "pytest-timeout>=2.3"]
+# Export to ONNX and read without torch (modeling_clip4str.export_onnx, onnx_clip4str); tested with onnx 1.23 and
+# onnxruntime 1.32. Exporting uses torch's TorchScript-based exporter, so `onnxscript` is not needed.
+ONNX = ["onnx>=1.16", "onnxruntime>=1.18"]
+DEV = ["pytest>=8", "pytest-timeout>=2.3", "parameterized>=0.9"]  # parameterized: transformers' common model tests
 
 setup(
     name="clip4str-hf",
@@ -37,7 +41,7 @@ setup(
     packages=find_packages(include=["modeling_clip4str", "modeling_clip4str.*", "training", "training.*"]),
     package_data={"training": ["metrics/*/*.py"]},
     install_requires=CORE,
-    extras_require={"training": TRAINING, "dev": TRAINING + DEV},
+    extras_require={"training": TRAINING, "onnx": ONNX, "dev": TRAINING + ONNX + DEV},
     classifiers=[
         "License :: OSI Approved :: Apache Software License",
         "Programming Language :: Python :: 3",

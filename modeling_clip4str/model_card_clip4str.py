@@ -33,6 +33,17 @@ SETTING_ORIGINS = {
 }
 """Where a converted model's setting came from, as [`converted_model_card`] words it."""
 
+CONVERTED_SETTINGS = {
+    "decoder_num_heads": "dec_num_heads",
+    "charset": "charset_train",
+    "caption_charset": "charset_test",
+    "max_label_length": "max_label_length",
+    "context_length": "context_length",
+    "refine_iters": "refine_iters",
+}
+"""The settings a bare state dict cannot carry, as `{config field: the reference checkpoint's hyper-parameter}`:
+what a converted card reports the origin of."""
+
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
@@ -354,7 +365,29 @@ def converted_model_card(
     return compose_card(metadata, body)
 
 
+def write_converted_model_card(
+    output_dir: str | os.PathLike,
+    config,
+    source_checkpoint: str | os.PathLike,
+    *,
+    hyper_parameters: Mapping,
+    overrides: Mapping,
+    clip_tokenizer: str | None = None,
+) -> str:
+    """Write [`converted_model_card`] as `output_dir/README.md`; returns its path. The origin of each of
+    [`CONVERTED_SETTINGS`] comes from the checkpoint's `hyper_parameters` and the converter's `overrides`; the longest
+    word, when not recorded, is read from the position queries' shape."""
+    origins = infer_setting_origins(CONVERTED_SETTINGS, hyper_parameters, overrides)
+    if origins["max_label_length"] == "assumed":
+        origins["max_label_length"] = "weights"
+    card = converted_model_card(config, source_checkpoint, setting_origins=origins, clip_tokenizer=clip_tokenizer)
+    path = os.path.join(os.fspath(output_dir), "README.md")
+    card.save(path)
+    return path
+
+
 __all__ = [
+    "CONVERTED_SETTINGS",
     "SETTING_ORIGINS",
     "card_metadata",
     "charset_summary",
@@ -366,4 +399,5 @@ __all__ = [
     "model_facts",
     "results_table",
     "infer_setting_origins",
+    "write_converted_model_card",
 ]

@@ -56,18 +56,6 @@ class StreamOfExamples(torch.utils.data.IterableDataset):
         return iter(examples())
 
 
-class CountingCollator:
-    """Counts what it collates in `stats`, as the training collator does."""
-
-    def __init__(self):
-        self.stats = collections.Counter()
-
-    def __call__(self, batch):
-        self.stats["kept"] += len(batch)
-        self.stats["batches"] += 1
-        return default_data_collator(batch)
-
-
 class OneCycleTrainer(ResumableCheckpointsMixin, Trainer):
     """The one-cycle schedule of training/trainer.py (one max_lr per group, no momentum cycling)."""
 
@@ -108,14 +96,13 @@ def training_arguments(output_dir, **overrides) -> TrainingArguments:
     return TrainingArguments(**values)
 
 
-def tiny_trainer(output_dir, trainer_class=OneCycleTrainer, train_dataset=None, collator=None, **overrides):
+def tiny_trainer(output_dir, trainer_class=OneCycleTrainer, train_dataset=None, **overrides):
     torch.manual_seed(0)
-    collator = collator or CountingCollator()
     return trainer_class(
         model=TinyRegression(),
         args=training_arguments(output_dir, **overrides),
         train_dataset=train_dataset if train_dataset is not None else examples(),
-        data_collator=collator,
+        data_collator=default_data_collator,
     )
 
 
@@ -306,7 +293,7 @@ def test_best_model_tracking_and_rotation_see_the_final_folders(tmp_path):
         ),
         train_dataset=examples(),
         eval_dataset=examples()[:4],
-        data_collator=CountingCollator(),
+        data_collator=default_data_collator,
         compute_metrics=lambda prediction: {"score": next(scores)},
     )
     trainer.train()
@@ -321,39 +308,47 @@ def test_best_model_tracking_and_rotation_see_the_final_folders(tmp_path):
     torch.testing.assert_close(trainer.model.state_dict(), best_weights)  # load_best_model_at_end found it
 
 
+class ConsumptionCountingTrainer(OneCycleTrainer):
+    """Counts the examples and batches it trains on, at the training step (as `CLIP4STRTrainer` counts its data),
+    and carries the counts across resumes with a [`DataStateCallback`]."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.consumed = collections.Counter()
+        self.data_state = DataStateCallback(read=lambda: self.consumed, restore=self._restore)
+        self.add_callback(self.data_state)
+
+    def _restore(self, counts):
+        self.consumed = collections.Counter(counts)
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        self.consumed.update(kept=len(inputs["labels"]), batches=1)
+        return super().training_step(model, inputs, num_items_in_batch)
+
+
 @pytest.mark.parametrize("dataset", ["map-style", "iterable"])
 def test_data_counters_continue_across_a_resume(tmp_path, dataset):
     def make_dataset():
         return examples() if dataset == "map-style" else StreamOfExamples()
 
     output_dir = tmp_path / "run"
-    collator = CountingCollator()
-    first = tiny_trainer(output_dir, train_dataset=make_dataset(), collator=collator)
-    first.add_callback(DataStateCallback.for_counter(collator.stats))
+    first = tiny_trainer(output_dir, trainer_class=ConsumptionCountingTrainer, train_dataset=make_dataset())
     first.train()
-    # 4 trained batches and the one the DataLoader prepared ahead.
-    assert collator.stats == {"kept": 10, "batches": 5}
+    assert first.consumed == {"kept": 8, "batches": 4}
     saved = json.loads((output_dir / "checkpoint-2" / "data_state.json").read_text())
-    assert saved["counters"] == {"batches": 3, "kept": 6} and saved["global_step"] == 2
+    assert saved["counters"] == {"batches": 2, "kept": 4} and saved["global_step"] == 2
 
     shutil.rmtree(output_dir / "checkpoint-4")  # as if the run had stopped after step 2
-    resumed_collator = CountingCollator()
-    data_state = DataStateCallback.for_counter(resumed_collator.stats)
-    second = tiny_trainer(output_dir, train_dataset=make_dataset(), collator=resumed_collator)
-    second.add_callback(data_state)
+    second = tiny_trainer(output_dir, trainer_class=ConsumptionCountingTrainer, train_dataset=make_dataset())
     second.train(resume_from_checkpoint=True)
-    if dataset == "map-style":
-        # The saved counts, plus batches 3 and 4 and the one prepared ahead: batch 3, prepared ahead before the save,
-        # is counted again (without a restore: 3 batches; with a replay: 6 + 2).
-        assert resumed_collator.stats == {"kept": 12, "batches": 6}
-    else:
-        # The Trainer re-reads batches 1-2 to reach step 2: the counters restart at zero and that replay rebuilds
-        # them, exactly as in an uninterrupted run (a restore would count batches 1-3 twice).
-        assert resumed_collator.stats == {"kept": 10, "batches": 5}
-    assert data_state.resumed_from == {
-        "checkpoint": "checkpoint-2", "global_step": 2, "epoch": saved["epoch"], "counters": {"batches": 3, "kept": 6},
+    # The saved counts plus batches 3 and 4: the same as without the stop, also for the stream, whose batches 1-2 the
+    # Trainer re-reads (without training on them) to reach step 2.
+    assert second.consumed == {"kept": 8, "batches": 4}
+    assert second.data_state.resumed_from == {
+        "checkpoint": "checkpoint-2", "global_step": 2, "epoch": saved["epoch"], "counters": {"batches": 2, "kept": 4},
     }
     resumed = json.loads((output_dir / "checkpoint-4" / "data_state.json").read_text())
+    assert resumed["counters"] == {"batches": 4, "kept": 8}
     assert resumed["resumes"] == [{"checkpoint": "checkpoint-2", "global_step": 2}]
 
 
@@ -437,7 +432,7 @@ def _train_until_killed(output_dir: str, signal_file: str) -> None:
         model=TinyRegression(),
         args=training_arguments(output_dir),
         train_dataset=examples(),
-        data_collator=CountingCollator(),
+        data_collator=default_data_collator,
         processing_class=SlowSaveProcessor(signal_file, slow_step=4),
     )
     trainer.train()

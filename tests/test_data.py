@@ -33,6 +33,7 @@ from training.data import (
     interleave_str_datasets,
     load_str_dataset,
 )
+from training.data.counts import COUNTED, as_counter
 from training.data.lmdb import _ENVIRONMENTS
 
 CHARSET_36 = "0123456789abcdefghijklmnopqrstuvwxyz"
@@ -413,10 +414,13 @@ def test_skip_counts_reach_the_main_process_from_dataloader_workers(broken_lmdb,
     dataset = build_train_dataset([str(broken_lmdb)], charset=CHARSET_36, shuffle_buffer_size=0)
     loader = torch.utils.data.DataLoader(dataset, batch_size=2, num_workers=2, collate_fn=STRDataCollator(processor))
     batches = list(loader)
-    assert all(set(batch) == {"pixel_values", "labels"} for batch in batches)  # counts do not travel in batches
     texts = [text for batch in batches for text in processor.batch_decode(batch["labels"])]
     assert sorted(texts) == GOOD  # each worker read its own shards: nothing twice, nothing lost
     assert dataset.stats == collections.Counter(kept=6, undecodable_image=2, missing_image=1, too_long=1)
+    # Each batch also carries what its examples count for (themselves and the skips just before them in their
+    # worker's stream), which the Trainer adds up as it trains on the batch: here every batch, so every count.
+    assert all(batch["data_counts"].shape == (len(batch["labels"]), len(COUNTED)) for batch in batches)
+    assert as_counter(sum(batch["data_counts"].sum(dim=0) for batch in batches)) == dataset.stats
     dataset.reset_stats()
     assert dataset.stats == collections.Counter()
 
@@ -511,7 +515,8 @@ def test_training_transform_sees_the_decoded_crop_before_the_resize(processor):
     tokenizer = processor.tokenizer
     ids = lambda word: [tokenizer.convert_tokens_to_ids(c) for c in word]  # noqa: E731
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
-    assert batch["labels"].tolist() == [ids("ab") + [eos] + [pad] * 3, ids("hello") + [eos]]
+    # Padded to max_label_length + 1 whatever the batch's longest word, so that batches of any process join.
+    assert batch["labels"].tolist() == [ids("ab") + [eos] + [pad] * 10, ids("hello") + [eos] + [pad] * 7]
     flipped = processor(images=[image.convert("RGB").transpose(Image.Transpose.FLIP_LEFT_RIGHT)])["pixel_values"]
     torch.testing.assert_close(batch["pixel_values"][0], flipped[0])
     assert dataset.stats == collections.Counter(kept=2)

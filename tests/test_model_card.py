@@ -10,9 +10,9 @@ import pytest
 from huggingface_hub import ModelCard
 from transformers import TrainingArguments
 
-from conftest import tiny_config
+from conftest import make_model, tiny_config
 from modeling_clip4str.model_card_clip4str import converted_model_card, infer_setting_origins
-from training.model_card import render_model_card, write_model_card
+from training.model_card import write_model_card
 
 EVAL_RESULTS = {
     "IIIT5k": {"word_accuracy": 0.91234, "one_minus_ned": 0.97, "num_samples": 3000},
@@ -99,13 +99,24 @@ def test_scores_must_be_fractions(tmp_path):
                          eval_results={"IIIT5k": {"word_accuracy": 91.2}})
 
 
-def test_the_trainer_entry_point_reports_its_validation_metrics(tmp_path):
-    args = arguments(tmp_path)
-    text = render_model_card(tiny_model(), args, ["org/words"], {"eval_word_accuracy": 0.5, "eval_loss": 2.0},
-                             base_model="openai/clip-vit-base-patch16")
-    path = tmp_path / "README.md"
-    path.write_text(text)
-    assert metrics_of(ModelCard.load(path)) == {("validation", "accuracy"): 50.0}
+def test_the_trainer_writes_the_card_of_what_it_evaluated(tmp_path, caption_tokenizer):
+    from training.run_str import STRTrainingArguments
+    from training.trainer import CLIP4STRTrainer
+
+    args = STRTrainingArguments(output_dir=str(tmp_path / "my-run"), hub_model_id="org/clip4str-words", report_to=[],
+                                use_cpu=True)
+    trainer = CLIP4STRTrainer(model=make_model(caption_tokenizer), args=args, train_sources=["org/words"],
+                              base_model="openai/clip-vit-base-patch16", eval_protocol="36-char")
+    trainer.eval_results = {
+        "words (validation)": {"eval_word_accuracy": 0.5, "eval_loss": 2.0, "eval_num_samples": 16},
+    }
+    trainer.create_model_card(model_name="clip4str-words")  # as push_to_hub calls it: the Hub id's last part
+    card = ModelCard.load(tmp_path / "my-run" / "README.md")
+    assert metrics_of(card) == {("words (validation) (16)", "accuracy"): 50.0}
+    assert card.data.model_name == "org/clip4str-words"
+    assert card.data.base_model == "openai/clip-vit-base-patch16" and card.data.datasets == ["org/words"]
+    assert card.data.eval_results[0].metric_name == "Word accuracy (36-char)"
+    assert "(protocol: 36-char)" in card.text and "32x32 (height x width)" in card.text
 
 
 def test_the_converted_card_names_the_source_and_the_assumed_settings(tmp_path):
@@ -154,3 +165,29 @@ def test_a_converted_card_with_measured_results_carries_them(tmp_path):
     assert loaded.data.base_model == "openai/clip-vit-base-patch16"
     assert metrics_of(loaded) == {("CUTE80 (288)", "accuracy"): 99.65}
     assert loaded.data.eval_results[0].metric_name == "Word accuracy (36-char)"
+
+
+def test_the_converter_writes_a_card_naming_the_checkpoint_and_where_each_setting_came_from(
+    converted_reference, tmp_path
+):
+    from conftest import CLIP_TOKENIZER, REFERENCE
+    from modeling_clip4str.convert_original_checkpoint import convert
+
+    out, _, _ = converted_reference
+    source = REFERENCE / "reference.ckpt"
+    card = ModelCard.load(out / "README.md")
+    assert f"`reference.ckpt`, SHA-256 `{hashlib.sha256(source.read_bytes()).hexdigest()}`" in card.text
+    assert "| decoder_num_heads | `4` | the checkpoint's hyper-parameters |" in card.text
+    assert "assumed" not in card.text  # a Lightning checkpoint records every setting
+
+    # A bare state dict records none: what was not given is assumed, the longest word is read from the weights.
+    import torch
+
+    bare = tmp_path / "bare.pt"
+    torch.save(torch.load(source, weights_only=True)["state_dict"], bare)
+    convert(str(bare), str(tmp_path / "bare"), clip_tokenizer=str(CLIP_TOKENIZER), decoder_num_heads=4)
+    text = ModelCard.load(tmp_path / "bare" / "README.md").text
+    assert "| decoder_num_heads | `4` | given to the converter |" in text
+    assert "| max_label_length | `25` | the tensor shapes |" in text
+    assert "| refine_iters | `1` | assumed (the released models' value) |" in text
+    assert "convert it again with the matching options" in text

@@ -1,12 +1,16 @@
-"""`training/run_str.py` end to end: short runs from each kind of source, overfitting, resuming, corrupt data,
-two processes with `accelerate launch`."""
+"""`training/run_str.py` end to end: short runs from each kind of source, overfitting, resuming (after a stop, a
+kill during a save, a corrupt checkpoint, with more steps), corrupt data, early stopping, what a run leaves in its
+folder (several processes: tests/test_scale.py)."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import datasets
 import pytest
@@ -28,6 +32,16 @@ def workspace(tmp_path_factory):
         table.to_parquet(str(root / "parquet" / split / "part-0.parquet"))
     write_lmdb(root / "lmdb" / "real" / "part1", [(png_bytes_of(word_image(w)), w) for w in WORDS])
     write_lmdb(root / "lmdb" / "real" / "part2", [(png_bytes_of(word_image(w)), w.upper()) for w in WORDS])
+    # Streamed parquet with two undecodable images and labels the charset filter trims ("!"), for the data counts.
+    broken = [{"image": {"bytes": png_bytes_of(word_image(w)), "path": None}, "text": w} for w in WORDS * 4]
+    broken[5]["image"]["bytes"] = b"not an image"
+    broken[11]["image"]["bytes"] = b"\x89PNG\r\n\x1a\n truncated"
+    broken[9]["text"] = broken[9]["text"] + "!"
+    broken[14]["text"] = "!" + broken[14]["text"] + "!"
+    (root / "parquet-broken" / "train").mkdir(parents=True)
+    datasets.Dataset.from_list(broken).cast_column("image", datasets.Image()).to_parquet(
+        str(root / "parquet-broken" / "train" / "part-0.parquet")
+    )
     folder = root / "folder" / "train"
     folder.mkdir(parents=True)
     with open(folder / "metadata.jsonl", "w") as handle:
@@ -37,9 +51,11 @@ def workspace(tmp_path_factory):
     return root, clip
 
 
-def run_str(workspace, *arguments, launcher=(sys.executable,), as_module=False, timeout=400):
+def run_str_command(workspace, *arguments, launcher=(sys.executable,), script=None, as_module=False):
+    """The command line of a tiny run_str.py run (`script`: another file that runs run_str's `main`), and its env."""
     root, clip = workspace
-    script = ["-m", "training.run_str"] if as_module else [str(REPO / "training" / "run_str.py")]
+    if script is None:
+        script = ["-m", "training.run_str"] if as_module else [str(REPO / "training" / "run_str.py")]
     command = [
         *launcher, *script,
         "--clip_model_name_or_path", str(clip), "--charset", CHARSET, "--max_label_length", "8",
@@ -49,8 +65,14 @@ def run_str(workspace, *arguments, launcher=(sys.executable,), as_module=False, 
     ]
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
-    result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
-    assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-5000:])
+    return command, env
+
+
+def run_str(workspace, *arguments, launcher=(sys.executable,), as_module=False, timeout=400, expect_success=True):
+    command, env = run_str_command(workspace, *arguments, launcher=launcher, as_module=as_module)
+    result = subprocess.run(command, cwd=workspace[0], env=env, capture_output=True, text=True, timeout=timeout)
+    if expect_success:
+        assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-5000:])
     return result
 
 
@@ -97,26 +119,226 @@ def test_loss_falls_when_overfitting_one_batch(workspace):
     assert sum(losses[-5:]) / 5 < 0.6 * sum(losses[:5]) / 5, losses
 
 
-def test_stopped_run_resumes_at_the_same_step(workspace):
-    import shutil
+SECRET = "hf_not_a_real_token_0123456789"
+# 4 steps of 4 examples from streamed parquet with broken records (in file order), a checkpoint every 2 steps.
+RESUMABLE = ["--train_datasets", "parquet-broken", "--shuffle_buffer_size", "0", "--save_steps", "2", "--augment",
+             "false", "--max_steps", "4"]
 
+
+def losses_and_counts(state) -> dict[int, dict]:
+    """{step: the loss and data/* counts logged at that step}."""
+    return {
+        entry["step"]: {key: value for key, value in entry.items() if key == "loss" or key.startswith("data/")}
+        for entry in state["log_history"] if "loss" in entry
+    }
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(workspace):
+    """The run every resumed run is compared with (also with tensorboard, a Hub token and an evaluation)."""
     root, _ = workspace
-    out = root / "out-resume"
-    common = ["--train_datasets", str(root / "parquet"), "--output_dir", str(out), "--save_steps", "2",
-              "--augment", "false", "--max_steps", "4"]
-    run_str(workspace, *common)
-    uninterrupted = {e["step"]: e["loss"] for e in trainer_state(out)["log_history"] if "loss" in e}
-    # Make it look as if the run had stopped right after its first checkpoint.
-    shutil.rmtree(out / "checkpoint-4")
+    out = root / "out-uninterrupted"
+    result = run_str(workspace, *RESUMABLE, "--output_dir", str(out), "--eval_datasets", "parquet",
+                     "--report_to", "tensorboard", "--token", SECRET)
+    return out, trainer_state(out), result
+
+
+def resumable_copy(uninterrupted, tmp_path):
+    """A copy of the uninterrupted run's folder to stop, damage or extend."""
+    out = tmp_path / "run"
+    shutil.copytree(uninterrupted[0], out)
+    return out
+
+
+def truncate(path, by: int):
+    with open(path, "r+b") as handle:
+        handle.truncate(path.stat().st_size - by)
+
+
+def test_what_a_run_leaves_in_its_folder(uninterrupted):
+    out, state, _ = uninterrupted
+    logged = losses_and_counts(state)
+    assert sorted(logged) == [1, 2, 3, 4]
+    for step, entry in logged.items():
+        # What was trained on by that step (4 examples a step), not what DataLoader workers had read ahead.
+        assert entry["data/kept"] == 4 * step
+    # The first 18 records fill the 4 batches: the two broken images are skipped, three "!" removed from labels.
+    assert logged[2]["data/undecodable_image"] == 1 and "data/removed_characters" not in logged[2]
+    assert logged[4]["data/undecodable_image"] == 2 and logged[4]["data/removed_characters"] == 3
+    metrics = json.loads((out / "eval_results.json").read_text())
+    assert metrics["eval_loss"] > 0 and metrics["eval_num_samples"] == 2 * len(WORDS)  # the validation split
+    assert list(out.glob("runs/*/events.out.tfevents.*"))  # --report_to tensorboard wrote its event file
+
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(out / "README.md")
+    assert card.data.model_name == out.name
+    assert [(entry.dataset_name, entry.metric_type) for entry in card.data.eval_results] == [
+        (f"parquet (validation) ({2 * len(WORDS)})", "accuracy"), (f"parquet (validation) ({2 * len(WORDS)})", "1-ned"),
+    ]
+    assert "32x32 (height x width)" in card.text and CHARSET in card.text
+    assert "`parquet-broken` (local data)" in card.text
+
+    assert "token" not in json.loads((out / "run_str_args.json").read_text())["model"]
+    for path in out.rglob("*"):  # --token is written nowhere
+        assert not path.is_file() or SECRET.encode() not in path.read_bytes(), path
+
+
+def test_a_corrupt_last_checkpoint_is_named_and_the_run_resumes_before_it(workspace, uninterrupted, tmp_path):
+    out = resumable_copy(uninterrupted, tmp_path)
+    # As if the run had stopped while checkpoint-4 was being written by a Trainer without atomic saves.
+    truncate(out / "checkpoint-4" / "model.safetensors", by=100)
     (out / "trainer_state.json").unlink()
-    result = run_str(workspace, *common)
+    result = run_str(workspace, *RESUMABLE, "--output_dir", str(out))
+    assert "Not resuming from checkpoint-4: model.safetensors is truncated" in result.stdout + result.stderr
+    assert f"Resuming from {out / 'checkpoint-2'}" in result.stdout + result.stderr
     state = trainer_state(out)
     assert state["global_step"] == 4
-    assert "checkpoint-2" in result.stdout + result.stderr  # it said where it resumed from
-    resumed = {e["step"]: e["loss"] for e in state["log_history"] if "loss" in e}
-    assert sorted(resumed) == [1, 2, 3, 4]  # steps 1-2 restored from the checkpoint, 3-4 trained again
-    for step in (3, 4):  # same data, same random orders: the same losses as without the stop
-        assert resumed[step] == pytest.approx(uninterrupted[step], rel=1e-4)
+    # Steps 1-2 restored, 3-4 trained again on the same data with the same orders: the same losses, and the data
+    # counts (restored at step 2, then counted as steps 3-4 train) are those of the uninterrupted run.
+    resumed, expected = losses_and_counts(state), losses_and_counts(uninterrupted[1])
+    assert resumed.keys() == expected.keys()
+    for step in expected:
+        assert resumed[step].pop("loss") == pytest.approx(expected[step].pop("loss"), rel=1e-4)
+        assert resumed[step] == expected[step]
+    assert json.loads((out / "checkpoint-4" / "data_state.json").read_text())["resumes"] == [
+        {"checkpoint": "checkpoint-2", "global_step": 2}
+    ]
+
+
+# Runs run_str.py with the processor's save (between the weights and the optimizer) hanging for one checkpoint.
+HANGING_SAVE = """
+import os, sys, time
+from pathlib import Path
+
+from modeling_clip4str import CLIP4STRProcessor
+
+signal_file, hanging_checkpoint = sys.argv.pop(1), sys.argv.pop(1)
+save_pretrained = CLIP4STRProcessor.save_pretrained
+
+
+def hanging_save(self, directory, *args, **kwargs):
+    if os.path.basename(os.path.normpath(directory)) == hanging_checkpoint:
+        Path(signal_file).write_text(str(directory))
+        time.sleep(600)
+    return save_pretrained(self, directory, *args, **kwargs)
+
+
+CLIP4STRProcessor.save_pretrained = hanging_save
+from training.run_str import main
+
+main()
+"""
+
+
+def test_a_run_killed_while_saving_resumes_from_the_previous_checkpoint(workspace, uninterrupted, tmp_path):
+    out, signal_file, script = tmp_path / "run", tmp_path / "saving", tmp_path / "hanging_save.py"
+    script.write_text(HANGING_SAVE)
+    command, env = run_str_command(workspace, *RESUMABLE, "--output_dir", str(out),
+                                   script=[str(script), str(signal_file), "checkpoint-4"])
+    with open(tmp_path / "log.txt", "wb") as log:
+        process = subprocess.Popen(command, cwd=workspace[0], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 300
+        while not signal_file.exists():
+            assert process.poll() is None, (tmp_path / "log.txt").read_text()[-3000:]
+            assert time.monotonic() < deadline, "run_str.py never reached the save of checkpoint-4"
+            time.sleep(0.2)
+        assert (out / "_incomplete-checkpoint-4" / "checkpoint-4" / "model.safetensors").exists()
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=60)
+    assert sorted(path.name for path in out.iterdir() if path.name.startswith(("_", "checkpoint"))) == [
+        "_incomplete-checkpoint-4", "checkpoint-2",
+    ]
+
+    result = run_str(workspace, *RESUMABLE, "--output_dir", str(out))
+    output = result.stdout + result.stderr
+    assert "Ignoring _incomplete-checkpoint-4: a save that never finished." in output
+    assert f"Resuming from {out / 'checkpoint-2'}" in output
+    assert sorted(path.name for path in out.iterdir() if path.name.startswith(("_", "checkpoint"))) == [
+        "checkpoint-2", "checkpoint-4",
+    ]
+    resumed, expected = losses_and_counts(trainer_state(out)), losses_and_counts(uninterrupted[1])
+    assert [resumed[step]["loss"] for step in (3, 4)] == pytest.approx([expected[step]["loss"] for step in (3, 4)],
+                                                                       rel=1e-4)
+    assert resumed[4]["data/kept"] == 16
+
+
+def test_a_finished_run_extended_with_more_steps_continues(workspace, uninterrupted, tmp_path):
+    out = resumable_copy(uninterrupted, tmp_path)
+    arguments = [*RESUMABLE[:-1], "6", "--output_dir", str(out)]  # --max_steps 6 instead of 4
+    result = run_str(workspace, *arguments)
+    output = result.stdout + result.stderr
+    assert f"Resuming from {out / 'checkpoint-4'}" in output
+    assert "Continuing the one-cycle schedule stretched from 4 to 6 steps" in output  # what happens to the lr
+    logged = losses_and_counts(trainer_state(out))
+    assert sorted(logged) == [1, 2, 3, 4, 5, 6]
+    assert logged[6]["data/kept"] == 24
+
+
+def test_a_folder_whose_checkpoints_are_all_broken_is_not_silently_restarted(uninterrupted, tmp_path):
+    from training.checkpoints import NoCompleteCheckpointError
+    from training.run_str import STRTrainingArguments, resume_point
+
+    out = resumable_copy(uninterrupted, tmp_path)
+    truncate(out / "checkpoint-4" / "optimizer.pt", by=100)
+    (out / "checkpoint-2" / "scheduler.pt").unlink()
+    args = STRTrainingArguments(output_dir=str(out), use_cpu=True, report_to=[])
+    with pytest.raises(NoCompleteCheckpointError) as raised:
+        resume_point(args)
+    message = str(raised.value)
+    assert "every one is broken:\n  checkpoint-4: optimizer.pt is truncated" in message
+    assert "\n  checkpoint-2: scheduler.pt is missing" in message and "--overwrite_output_dir" in message
+    # Starting afresh is a choice the user makes.
+    args = STRTrainingArguments(output_dir=str(out), use_cpu=True, report_to=[], overwrite_output_dir=True)
+    assert resume_point(args) is None
+
+
+def test_early_stopping_on_word_accuracy(workspace):
+    root, _ = workspace
+    out = root / "out-early-stopping"
+    run_str(workspace, "--train_datasets", str(root / "parquet"), "--eval_datasets", str(root / "parquet"),
+            "--output_dir", str(out), "--max_steps", "12", "--augment", "false", "--save_strategy", "no",
+            "--eval_strategy", "steps", "--eval_steps", "1", "--max_eval_samples", "4",
+            "--early_stopping_patience", "1")
+    state = trainer_state(out)
+    evaluated = [entry["eval_word_accuracy"] for entry in state["log_history"] if "eval_word_accuracy" in entry]
+    # Stopped at the first evaluation whose word accuracy was no better than the best before it.
+    assert state["global_step"] < 12 and state["global_step"] == len(evaluated)
+    assert evaluated[-1] <= max(evaluated[:-1])
+    assert state["best_metric"] == max(evaluated)
+
+
+def test_the_evaluation_split_falls_back_to_test_and_else_names_the_splits(tmp_path):
+    from training.run_str import eval_split_of
+
+    table = datasets.Dataset.from_list([{"image": None, "text": "a"}])
+    for split in ("train", "test"):
+        (tmp_path / "with-test" / split).mkdir(parents=True)
+        table.to_parquet(str(tmp_path / "with-test" / split / "part-0.parquet"))
+    (tmp_path / "train-only").mkdir()
+    table.to_parquet(str(tmp_path / "train-only" / "part-0.parquet"))
+    assert eval_split_of(str(tmp_path / "with-test"), None) == "test"
+    assert eval_split_of(str(tmp_path / "with-test"), "train") == "train"
+    with pytest.raises(ValueError, match=r"neither a validation nor a test split; its splits are \['train'\]"):
+        eval_split_of(str(tmp_path / "train-only"), None)
+    write_lmdb(tmp_path / "lmdb", [(None, "a")])
+    assert eval_split_of(str(tmp_path / "lmdb"), None) is None  # LMDB has no splits
+
+
+def test_load_best_model_at_end_chooses_by_word_accuracy():
+    from training.run_str import STRTrainingArguments
+
+    args = STRTrainingArguments(output_dir="unused", load_best_model_at_end=True, eval_strategy="steps",
+                                save_steps=2, eval_steps=2, use_cpu=True, report_to=[])
+    assert args.metric_for_best_model == "word_accuracy" and args.greater_is_better
+    args = STRTrainingArguments(output_dir="unused", load_best_model_at_end=True, eval_strategy="steps",
+                                save_steps=2, eval_steps=2, use_cpu=True, report_to=[], metric_for_best_model="loss")
+    assert args.metric_for_best_model == "loss" and not args.greater_is_better
 
 
 def test_corrupt_image_is_skipped_and_counted(workspace):
@@ -139,18 +361,3 @@ def test_corrupt_image_is_skipped_and_counted(workspace):
     assert metrics["eval_data/undecodable_image"] == 1 and metrics["eval_data/kept"] == len(WORDS) - 1
     assert metrics["eval_data/removed_characters"] == 1
     assert metrics["eval_num_samples"] == len(WORDS) - 1
-
-
-def test_two_processes_with_accelerate_launch(workspace):
-    root, _ = workspace
-    out = root / "out-ddp"
-    # accelerate's torchrun launcher (`--multi_gpu`) also serves CPU processes; run_str.py picks gloo on the CPU.
-    launcher = (sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no")
-    run_str(workspace, "--train_datasets", str(root / "parquet"), "--eval_datasets", str(root / "parquet"),
-            "--output_dir", str(out), "--max_steps", "2", "--augment", "false", "--save_strategy", "no",
-            "--eval_strategy", "steps", "--eval_steps", "2", launcher=launcher)
-    assert json.loads((out / "run_str_args.json").read_text())["world_size"] == 2
-    state = trainer_state(out)
-    assert state["global_step"] == 2
-    assert any("eval_word_accuracy" in entry for entry in state["log_history"])

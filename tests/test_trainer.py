@@ -48,3 +48,13 @@ def test_evaluation_counts_skipped_records_and_scores_each_kept_one_once(trainer
         assert metrics["eval_data/undecodable_image"] == 2 and metrics["eval_data/missing_image"] == 1
         assert metrics["eval_data/empty_after_filtering"] == 1
     assert scored == [2, 2]
+
+
+def test_evaluation_reports_the_same_loss_every_time(trainer_for):
+    build, _ = trainer_for
+    good = png_bytes_of(word_image("ab"))
+    records = [(good, "ab"), (good, "cd"), (b"broken", "ef")]  # batches of 2: the second one is empty
+    trainer = build(EvaluationDataset(records, STRExampleFilter(LabelCleaner("abcdefghijklmnopqrstuvwxyz"))))
+    first, second = trainer.evaluate(), trainer.evaluate()
+    # In eval mode the model draws its permutation orders from a fixed seed: the loss is a number to compare runs by.
+    assert first["eval_loss"] > 0 and first["eval_loss"] == second["eval_loss"]

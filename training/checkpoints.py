@@ -9,18 +9,17 @@ saving therefore leaves a `checkpoint-N` that the next run picks and then fails 
   [`find_resumable_checkpoint`], [`verify_checkpoint`]);
 - saves checkpoints atomically ([`ResumableCheckpointsMixin`]): everything is written under a temporary sibling folder
   that is renamed to `checkpoint-N` only once every process has finished writing;
-- keeps what the Trainer's own checkpoint leaves out: counters such as the training collator's `stats`
+- keeps what the Trainer's own checkpoint leaves out: counters such as the data counts of the batches trained on
   ([`DataStateCallback`]), and a one-cycle schedule whose run was extended to more steps ([`stretch_one_cycle`]).
 
     class MyTrainer(ResumableCheckpointsMixin, Seq2SeqTrainer): ...
 
-    trainer = MyTrainer(..., callbacks=[DataStateCallback.for_counter(train_collator.stats)])
+    trainer = MyTrainer(..., callbacks=[DataStateCallback(read=counts_so_far, restore=set_counts)])
     trainer.train(resume_from_checkpoint=True)  # the newest complete checkpoint; broken ones are named and skipped
 """
 
 from __future__ import annotations
 
-import collections
 import json
 import logging
 import math
@@ -82,6 +81,24 @@ class BrokenCheckpointError(ValueError):
         super().__init__(
             f"Cannot resume from {checkpoint}: {'; '.join(problems)}. Point --resume_from_checkpoint at another "
             "checkpoint, or leave it out to resume from the newest complete checkpoint of the output directory."
+        )
+
+
+class NoCompleteCheckpointError(ValueError):
+    """A resume from an output directory none of whose checkpoints is complete; the message lists each with why."""
+
+    def __init__(self, output_dir: str, skipped: list[SkippedCheckpoint]):
+        self.output_dir = output_dir
+        self.skipped = skipped
+        if not skipped:
+            super().__init__(f"No checkpoint to resume from in {output_dir}.")
+            return
+        listed = "".join(f"\n  {checkpoint}" for checkpoint in skipped)
+        super().__init__(
+            f"No complete checkpoint to resume from in {output_dir}; every one is broken:{listed}\n"
+            "Not starting afresh on its own, which would throw the run away. To start afresh in this folder anyway, "
+            "rerun with --overwrite_output_dir (new checkpoints replace the broken ones of the same step); to resume "
+            "from a checkpoint kept elsewhere, give --resume_from_checkpoint PATH; or choose another --output_dir."
         )
 
 
@@ -379,9 +396,12 @@ def _rng_problems(checkpoint_dir: str) -> list[str]:
 
 
 class CheckpointStateCallback(TrainerCallback):
-    """A callback that keeps its own file in every checkpoint: [`AtomicCheckpointsMixin`] calls `save_to` while the
-    checkpoint is still being written (so the file is part of the atomic save), [`CheckedResumeMixin`] calls
-    `load_from` when a run resumes, before training starts."""
+    """A callback that keeps its own file in every checkpoint: [`AtomicCheckpointsMixin`] calls `prepare_save` on
+    every process, then `save_to` on the saving process while the checkpoint is still being written (so the file is
+    part of the atomic save); [`CheckedResumeMixin`] calls `load_from` when a run resumes, before training starts."""
+
+    def prepare_save(self, state) -> None:
+        """Called on every process before `save_to`: gather here what is spread over processes."""
 
     def save_to(self, checkpoint_dir: str, state) -> None:
         raise NotImplementedError
@@ -428,10 +448,13 @@ class AtomicCheckpointsMixin:
         best_moved = best is not None and _same_path(best, staged)
         if best_moved:
             self.state.best_model_checkpoint = final
+        state_callbacks = checkpoint_state_callbacks(self)
+        for callback in state_callbacks:
+            callback.prepare_save(self.state)
         if self.args.should_save:
             if best_moved:
                 self.state.save_to_json(os.path.join(staged, TRAINER_STATE_NAME))
-            for callback in checkpoint_state_callbacks(self):
+            for callback in state_callbacks:
                 callback.save_to(staged, self.state)
         self.accelerator.wait_for_everyone()  # every process has written its files (e.g. its RNG state)
         if self.args.should_save:
@@ -480,10 +503,7 @@ class CheckedResumeMixin:
             for line in search.messages():
                 logger.warning(line)
             if search.checkpoint is None:
-                skipped = "".join(f"\n  {skipped}" for skipped in search.skipped)
-                raise ValueError(
-                    f"No complete checkpoint to resume from in {output_dir}{':' if skipped else '.'}{skipped}"
-                )
+                raise NoCompleteCheckpointError(output_dir, search.skipped)
             resume_from_checkpoint = search.checkpoint
         else:
             verify_checkpoint(resume_from_checkpoint, require_training_state=require_training_state)
@@ -568,22 +588,20 @@ def _same_path(first: str, second: str) -> bool:
 
 
 class DataStateCallback(CheckpointStateCallback):
-    """Carries counters (the training collator's `stats`: kept examples, undecodable images, dropped labels) across a
-    resume, in `data_state.json` of every checkpoint. Needs a Trainer with [`ResumableCheckpointsMixin`].
+    """Carries counters (e.g. the data counts of the batches trained on: kept examples, undecodable images, dropped
+    labels) across a resume, in `data_state.json` of every checkpoint. Needs a Trainer with
+    [`ResumableCheckpointsMixin`].
 
-    `read()` returns the counters to save; `restore(counts)` must replace the live counters by `counts`. On resume the
-    saved counts are restored at `on_train_begin`, unless the Trainer is about to re-collate the batches it skips to
-    reach the resumed step (an `IterableDataset`, e.g. streamed data, without `ignore_data_skip`): then the counters are
-    reset to zero and rebuilt by that replay, which would otherwise count those examples twice.
+    `read()` returns the counters to save; it is called on every process before a save (it may gather across
+    processes, e.g. sum them). `restore(counts)` must replace the live counters by `counts` on each process; it is
+    called at `on_train_begin` of a resumed run.
 
-    Counters that include batches the DataLoader prepared ahead of the training step (as the collator's do) are saved
-    with them; after a restore, the batches that were prepared ahead but not yet trained at the save are counted a
-    second time when they are prepared again (one batch without DataLoader workers).
+    The counters must count what training *consumed*, at the training step (as `CLIP4STRTrainer` does): counters
+    kept where examples are read would also hold the batches DataLoader workers prepared ahead of the save, and count
+    again those the Trainer re-reads to reach the resumed step of a stream.
 
     `resumed_from` describes the checkpoint the run resumed from (`checkpoint`, `global_step`, `epoch`, `counters`),
     and `data_state.json` keeps the list of all earlier resumes of the run (`resumes`).
-
-    With several processes, the saving process's counters are saved and every process restores them.
     """
 
     def __init__(self, read: Callable[[], Mapping[str, int]], restore: Callable[[dict[str, int]], None]):
@@ -592,22 +610,16 @@ class DataStateCallback(CheckpointStateCallback):
         self.resumed_from: dict | None = None
         self._resumes: list[dict] = []
         self._pending: dict[str, int] | None = None
+        self._to_save: dict[str, int] = {}
 
-    @classmethod
-    def for_counter(cls, counter: collections.Counter) -> "DataStateCallback":
-        """Save and restore `counter` in place (e.g. `DataStateCallback.for_counter(train_collator.stats)`)."""
-
-        def restore(counts: dict[str, int]) -> None:
-            counter.clear()
-            counter.update(counts)
-
-        return cls(read=lambda: counter, restore=restore)
+    def prepare_save(self, state) -> None:
+        self._to_save = {str(key): int(value) for key, value in sorted(dict(self.read()).items())}
 
     def save_to(self, checkpoint_dir: str, state) -> None:
         record = {
             "global_step": state.global_step,
             "epoch": state.epoch,
-            "counters": {str(key): int(value) for key, value in sorted(dict(self.read()).items())},
+            "counters": self._to_save,
             "resumes": self._resumes,
         }
         with open(os.path.join(checkpoint_dir, DATA_STATE_NAME), "w", encoding="utf-8") as handle:
@@ -631,29 +643,12 @@ class DataStateCallback(CheckpointStateCallback):
         }
         self._resumes = [*record.get("resumes", []), {"checkpoint": name, "global_step": record.get("global_step")}]
 
-    def on_train_begin(self, args, state, control, train_dataloader=None, **kwargs):
+    def on_train_begin(self, args, state, control, **kwargs):
         if self._pending is None:
             return
         counts, self._pending = self._pending, None
-        if _replays_skipped_batches(train_dataloader, args, state):
-            self.restore({})
-            logger.info(f"Data counters are rebuilt by re-reading the {state.global_step} steps skipped on resume.")
-        else:
-            self.restore(dict(counts))
-            logger.info(f"Data counters restored at step {state.global_step}: {counts}")
-
-
-def _replays_skipped_batches(train_dataloader, args, state) -> bool:
-    """Whether the Trainer reaches the resumed step by iterating (and collating) the batches before it: accelerate
-    skips indices of map-style datasets without loading them, but reads through an `IterableDataset`."""
-    dataset = getattr(train_dataloader, "dataset", None)
-    if args.ignore_data_skip or not isinstance(dataset, torch.utils.data.IterableDataset):
-        return False
-    try:
-        steps_per_epoch = max(math.ceil(len(train_dataloader) / args.gradient_accumulation_steps), 1)
-    except TypeError:  # no length: the Trainer counts one "epoch" of max_steps steps
-        steps_per_epoch = state.max_steps
-    return steps_per_epoch > 0 and state.global_step % steps_per_epoch != 0
+        self.restore(dict(counts))
+        logger.info(f"Data counters restored at step {state.global_step}: {counts}")
 
 
 def stretch_one_cycle(scheduler: torch.optim.lr_scheduler.OneCycleLR, total_steps: int) -> str | None:
@@ -703,6 +698,7 @@ def stretch_one_cycle(scheduler: torch.optim.lr_scheduler.OneCycleLR, total_step
 __all__ = [
     "BrokenCheckpointError",
     "CheckpointSearch",
+    "NoCompleteCheckpointError",
     "CheckpointStateCallback",
     "DATA_STATE_NAME",
     "DataStateCallback",

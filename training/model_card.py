@@ -138,16 +138,4 @@ def write_model_card(output_dir: str, model, training_args, **card_options) -> s
     return path
 
 
-def render_model_card(model, training_args, data_sources: list[str], eval_metrics: dict | None = None,
-                      base_model: str | None = None, tags: list[str] | None = None) -> str:
-    """The previous entry point (`CLIP4STRTrainer.create_model_card`): the Trainer's last `eval_*` metrics count as
-    one validation result."""
-    eval_results = {"validation": eval_metrics} if eval_metrics else None
-    card = training_model_card(
-        model, training_args, train_sources=data_sources, eval_results=eval_results, base_model=base_model,
-        tags=tags or (),
-    )
-    return str(card)
-
-
-__all__ = ["model_name_of", "render_model_card", "training_model_card", "write_model_card"]
+__all__ = ["model_name_of", "training_model_card", "write_model_card"]

@@ -12,6 +12,13 @@ The package must be installed (`pip install -e .`) for the `python training/run_
 Start from a CLIP (`--clip_model_name_or_path`, fresh decoders) or from a CLIP4STR (`--model_name_or_path`,
 fine-tuning). Training data: Hub datasets (streamed), local parquet / arrow / imagefolder directories, and LMDB
 directories or trees of them, interleaved with `--train_weights`.
+
+Rerunning with the same `--output_dir` resumes from its newest complete checkpoint (incomplete or damaged ones are
+named and skipped; if none is complete the run stops and says what to do); with a larger `--max_steps` a finished run
+continues. To reach the resumed step, the Trainer re-reads a streamed training set from its start (downloading,
+decoding, filtering and collating those batches without training on them); map-style data (`--streaming false`)
+skips them without reading. `--ignore_data_skip` restarts the stream instead (those examples are trained on again).
+At the end of a training run the output folder gets a model card (README.md) with what was evaluated.
 """
 
 from __future__ import annotations
@@ -25,12 +32,13 @@ from dataclasses import dataclass, field
 import datasets
 import torch
 import transformers
-from transformers import HfArgumentParser, Seq2SeqTrainingArguments, set_seed
-from transformers.trainer_utils import get_last_checkpoint
+from transformers import EarlyStoppingCallback, HfArgumentParser, Seq2SeqTrainingArguments, set_seed
 
 from modeling_clip4str import CHARSET_36, CHARSET_94, CLIP4STRForSceneTextRecognition, CLIP4STRProcessor
 from modeling_clip4str.labels_clip4str import ASCII_FOLD
+from training.checkpoints import NoCompleteCheckpointError, find_resumable_checkpoint
 from training.data import STRDataCollator, build_eval_dataset, build_train_dataset
+from training.data.sources import source_split_names
 from training.loading import load_model_and_processor
 from training.trainer import CLIP4STRTrainer
 
@@ -52,6 +60,11 @@ class ModelArguments:
     charset: str | None = field(
         default=None,
         metadata={"help": "Characters a new model reads, in id order (default: the 94 ASCII of the releases)."},
+    )
+    charset_file: str | None = field(
+        default=None,
+        metadata={"help": "Read --charset from this file (one line of UTF-8, e.g. written by "
+                          "`python -m training.tools.build_charset`)."},
     )
     caption_charset: str | None = field(default=None, metadata={"help": "Characters kept in captions (default: 36)."})
     max_label_length: int | None = field(default=None, metadata={"help": "Longest word (default 25)."})
@@ -75,6 +88,14 @@ class ModelArguments:
     revision: str = field(default="main", metadata={"help": "Model revision (branch, tag or commit)."})
     token: str | None = field(default=None, metadata={"help": "Hub token for private models and datasets."})
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow model code from the Hub."})
+
+    def __post_init__(self):
+        if self.charset_file is not None:
+            if self.charset is not None:
+                raise ValueError("Give --charset or --charset_file, not both.")
+            from training.tools.build_charset import read_charset_file
+
+            self.charset = read_charset_file(self.charset_file)
 
     def config_overrides(self) -> dict:
         names = ("charset", "caption_charset", "max_label_length", "decoder_num_heads", "decoder_num_layers",
@@ -100,7 +121,11 @@ class DataArguments:
     )
     eval_datasets: list[str] = field(default_factory=list, metadata={"help": "Validation sources (same kinds)."})
     train_split: str = field(default="train", metadata={"help": "Split of Hub/local datasets used for training."})
-    eval_split: str = field(default="validation", metadata={"help": "Split of Hub/local datasets used for validation."})
+    eval_split: str | None = field(
+        default=None,
+        metadata={"help": "Split of Hub/local datasets used for validation (default: each source's `validation` "
+                          "split, else its `test` split)."},
+    )
     image_column: str = field(default="image", metadata={"help": "Image column of the datasets."})
     text_column: str = field(default="text", metadata={"help": "Label column of the datasets."})
     streaming: bool = field(default=True, metadata={"help": "Stream training data instead of downloading it whole."})
@@ -146,14 +171,64 @@ class STRTrainingArguments(Seq2SeqTrainingArguments):
     )
     overwrite_output_dir: bool = field(
         default=False,
-        metadata={"help": "Start afresh even if output_dir holds checkpoints (by default the last one is resumed)."},
+        metadata={"help": "Start afresh even if output_dir holds checkpoints (by default the newest complete one is "
+                          "resumed)."},
+    )
+    early_stopping_patience: int | None = field(
+        default=None,
+        metadata={"help": "Stop when metric_for_best_model (default: word accuracy) has not improved for this many "
+                          "evaluations. Needs --eval_datasets and an --eval_strategy."},
+    )
+    early_stopping_threshold: float = field(
+        default=0.0, metadata={"help": "How much metric_for_best_model must improve to count as better."}
+    )
+
+    dataloader_num_workers: int | None = field(
+        default=None,
+        metadata={"help": "DataLoader worker processes per training process (default: with a GPU, this process's share "
+                          "of the CPU cores, at most 8; on the CPU, 0, which leaves the cores to the model)."},
+    )
+    # Every trainable parameter gets a gradient at every step (frozen text layers have requires_grad False and are
+    # not DDP's concern; a fully frozen text tower freezes its projection too), so DDP need not search the graph
+    # for unused parameters after each backward pass.
+    ddp_find_unused_parameters: bool | None = field(
+        default=False,
+        metadata={"help": "DDP's find_unused_parameters (off: every trainable CLIP4STR parameter gets a gradient)."},
     )
 
     def __post_init__(self):
         # Decided before the Trainer sets up its processes: several CPU processes need the CPU (gloo) setup.
         if self.use_cpu is None:
             self.use_cpu = _no_accelerator()
-        super().__post_init__()
+        if self.dataloader_num_workers is None:
+            self.dataloader_num_workers = 0 if self.use_cpu else _workers_per_process()
+        if self.metric_for_best_model is None and (self.load_best_model_at_end or self.early_stopping_patience):
+            # The model that reads best (the Trainer's default would be the lowest eval loss); higher is better.
+            self.metric_for_best_model = "word_accuracy"
+        super().__post_init__()  # with use_cpu, it also turns pinned memory off (it only helps copies to a GPU)
+        if self.fp16 and self.use_cpu:
+            # accelerate has no float16 autocast on the CPU: the run would silently train in float32.
+            raise ValueError("--fp16 needs a GPU; on the CPU use --bf16 (bfloat16 autocast) or neither.")
+        if self.torch_compile:
+            # Measured on a tiny model (CPU): 3 steps took 400 s instead of 0.4 s, for the same losses.
+            raise ValueError(
+                "--torch_compile is not supported: the training loss has shapes that change with every batch (its "
+                "longest word, its number of distinct captions) and reads captions in Python between the decoders, "
+                "so the model recompiles at almost every step. Train without it."
+            )
+        # Each process reads its own part of a stream (CLIP4STRTrainer.get_train_dataloader) instead of the main
+        # process reading every batch and dispatching slices of it.
+        if self.accelerator_config.dispatch_batches is None:
+            self.accelerator_config.dispatch_batches = False
+        if self.dataloader_pin_memory:  # batches in pinned memory can be copied to the GPU while it computes
+            self.accelerator_config.non_blocking = True
+
+
+def _workers_per_process(most: int = 8) -> int:
+    """DataLoader workers for one of the training processes of this machine: its share of the usable cores."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return max(1, min(most, cores // max(1, local_processes) - 1))
 
 
 def _no_accelerator() -> bool:
@@ -226,13 +301,10 @@ def main():
         raise ValueError("Give --train_datasets (to train) and/or --eval_datasets (to evaluate).")
     if data_args.train_datasets and training_args.max_steps <= 0 and data_args.streaming:
         raise ValueError("Streamed training data has no length: give --max_steps.")
+    _check_evaluation_options(data_args, training_args)
+    _check_report_to(training_args)
     set_seed(training_args.seed)
-
-    last_checkpoint = None
-    if os.path.isdir(training_args.output_dir) and not training_args.overwrite_output_dir:
-        last_checkpoint = get_last_checkpoint(training_args.output_dir)
-        if last_checkpoint is not None and training_args.resume_from_checkpoint is None:
-            logger.info(f"Resuming from {last_checkpoint}.")
+    resume_from = resume_point(training_args) if data_args.train_datasets else None
 
     model, processor = model_and_processor(model_args)
     config = model.config
@@ -242,6 +314,8 @@ def main():
         f"{len(config.charset)} characters, max {config.max_label_length}."
     )
 
+    # Private Hub datasets need the token too (never written anywhere: see run_str_args.json below).
+    hub = {key: value for key, value in (("token", model_args.token), ("cache_dir", model_args.cache_dir)) if value}
     data_options = dict(
         charset=config.charset,
         max_label_length=config.max_label_length,
@@ -249,6 +323,7 @@ def main():
         unicode_normalization=data_args.unicode_normalization,
         image_column=data_args.image_column,
         text_column=data_args.text_column,
+        **hub,
     )
     train_dataset = None
     if data_args.train_datasets:
@@ -269,9 +344,10 @@ def main():
         )
     eval_dataset = None
     if data_args.eval_datasets:
+        eval_splits = [eval_split_of(source, data_args.eval_split, **hub) for source in data_args.eval_datasets]
         eval_dataset = build_eval_dataset(
-            data_args.eval_datasets, split=data_args.eval_split, max_samples=data_args.max_eval_samples,
-            **data_options,
+            data_args.eval_datasets, split=[split or "validation" for split in eval_splits],
+            max_samples=data_args.max_eval_samples, **data_options,
         )
 
     from training.protocol import compute_str_metrics
@@ -295,13 +371,14 @@ def main():
         data_collator=STRDataCollator(processor, max_label_length=config.max_label_length),
         processing_class=processor,
         compute_metrics=compute_metrics if eval_dataset is not None else None,
-        data_sources=data_args.train_datasets,
+        callbacks=_early_stopping(training_args),
+        train_sources=data_args.train_datasets,
         base_model=model_args.model_name_or_path or model_args.clip_model_name_or_path,
+        eval_protocol="36-char" if eval_charset == CHARSET_36 else f"{len(eval_charset)}-char",
     )
 
     if train_dataset is not None:
-        checkpoint = training_args.resume_from_checkpoint or last_checkpoint
-        result = trainer.train(resume_from_checkpoint=checkpoint)
+        result = trainer.train(resume_from_checkpoint=resume_from)
         trainer.save_model()
         trainer.log_metrics("train", result.metrics)
         trainer.save_metrics("train", result.metrics)
@@ -310,15 +387,97 @@ def main():
         metrics = trainer.evaluate()
         trainer.log_metrics("eval", metrics)
         trainer.save_metrics("eval", metrics)
-    if training_args.push_to_hub:
-        trainer.push_to_hub(
-            commit_message="CLIP4STR trained with training/run_str.py",
-            tags=["scene-text-recognition", "clip4str"],
-        )
+        trainer.eval_results = {evaluated_name(data_args.eval_datasets, eval_splits): metrics}
     if training_args.should_save:
         with open(os.path.join(training_args.output_dir, "run_str_args.json"), "w") as handle:
-            record = {"model": vars(model_args), "data": vars(data_args), "world_size": training_args.world_size}
-            json.dump(record, handle, indent=2, default=str)
+            json.dump(run_record(model_args, data_args, training_args), handle, indent=2, default=str)
+    if train_dataset is not None:
+        trainer.create_model_card()  # the main process writes README.md; push_to_hub rewrites the same card
+    if training_args.push_to_hub:
+        trainer.push_to_hub(commit_message="CLIP4STR trained with training/run_str.py")
+
+
+def resume_point(training_args) -> str | None:
+    """The checkpoint a training run resumes from: `--resume_from_checkpoint` as given (refused if incomplete), else,
+    unless `--overwrite_output_dir`, the newest complete checkpoint of `--output_dir`. Newer broken ones are named
+    and skipped; an output folder whose checkpoints are all broken raises rather than silently starting afresh."""
+    output_dir = training_args.output_dir
+    if training_args.resume_from_checkpoint:
+        return training_args.resume_from_checkpoint
+    search = find_resumable_checkpoint(output_dir, require_training_state=not training_args.save_only_model)
+    if training_args.overwrite_output_dir:
+        if search.checkpoint is not None or search.skipped:
+            logger.info(f"--overwrite_output_dir: starting afresh; new checkpoints replace those of {output_dir}.")
+        return None
+    if training_args.should_log:
+        for line in search.messages():
+            logger.warning(line)
+    if search.checkpoint is None:
+        if search.skipped:
+            raise NoCompleteCheckpointError(output_dir, search.skipped)
+        return None
+    logger.info(f"Resuming from {search.checkpoint}, the newest complete checkpoint of {output_dir}.")
+    return search.checkpoint
+
+
+def eval_split_of(source: str, requested: str | None, **load_kwargs) -> str | None:
+    """The split of `source` to evaluate on: `requested` if given, else `validation`, else `test`; `None` for a
+    source without splits (LMDB, a single file)."""
+    if requested:
+        return requested
+    splits = source_split_names(source, **load_kwargs)
+    if splits is None:
+        return None
+    for split in ("validation", "test"):
+        if split in splits:
+            if split != "validation":
+                logger.info(f"{source} has no validation split: evaluating on its {split} split.")
+            return split
+    raise ValueError(
+        f"{source} has neither a validation nor a test split; its splits are {splits}. Choose one with --eval_split."
+    )
+
+
+def evaluated_name(sources: list[str], splits: list[str | None]) -> str:
+    """How the model card names what was evaluated, e.g. "IIIT5k (test) + SVT (test)"."""
+    names = []
+    for source, split in zip(sources, splits):
+        name = source if not os.path.exists(source) else os.path.basename(os.path.normpath(source))
+        names.append(f"{name} ({split})" if split else name)
+    return " + ".join(names)
+
+
+def run_record(model_args, data_args, training_args) -> dict:
+    """What run_str_args.json keeps of the arguments: all but secrets (the Hub token)."""
+    model = {key: value for key, value in vars(model_args).items() if key != "token"}
+    return {"model": model, "data": vars(data_args), "world_size": training_args.world_size}
+
+
+def _check_evaluation_options(data_args, training_args) -> None:
+    """Options that choose a model by its evaluations need evaluations."""
+    wanted = [name for name in ("load_best_model_at_end", "early_stopping_patience") if getattr(training_args, name)]
+    if wanted and (not data_args.eval_datasets or training_args.eval_strategy == "no"):
+        raise ValueError(
+            f"--{' and --'.join(wanted)} compares evaluations during training: give --eval_datasets and "
+            "--eval_strategy steps (with --eval_steps) or epoch."
+        )
+
+
+def _check_report_to(training_args) -> None:
+    if "tensorboard" in (training_args.report_to or []):
+        from transformers.integrations import is_tensorboard_available
+
+        if not is_tensorboard_available():
+            raise ImportError(
+                "--report_to tensorboard needs the tensorboard package: pip install tensorboard (it comes with "
+                "pip install -e '.[training]')."
+            )
+
+
+def _early_stopping(training_args) -> list:
+    if not training_args.early_stopping_patience:
+        return []
+    return [EarlyStoppingCallback(training_args.early_stopping_patience, training_args.early_stopping_threshold)]
 
 
 def _decode(processor, ids) -> list[str]:

@@ -7,13 +7,16 @@ from collections.abc import Mapping
 import torch
 from PIL import Image
 
+from .counts import CONSUMED_COUNTS_KEY
 from .filtering import decode_image
 
 
 class STRDataCollator:
     r"""
     Turns a list of examples (`{"image", "text"}`, as the filtered datasets give them) into CLIP4STR inputs: the
-    processor resizes and normalises the images; labels become character ids + `[E]`, padded with `[P]`.
+    processor resizes and normalises the images; labels become character ids + `[E]`, padded with `[P]` to one width,
+    `max_label_length + 1`, whatever the batch's longest word: batches of different processes then join (accelerate's
+    dispatching, the gathering of evaluation labels), and the model trims the padding to the batch's longest word.
 
     `None` items (records an [`~training.data.EvaluationDataset`] skipped, counted there) are left out; a batch of
     only `None` items gives empty tensors. The same collator serves training and evaluation: augmentation is the
@@ -21,13 +24,15 @@ class STRDataCollator:
 
     Args:
         processor ([`CLIP4STRProcessor`]): image processor + character tokenizer.
-        max_label_length (`int`, defaults to 25): longer labels raise (the filter drops them before).
+        max_label_length (`int`, defaults to 25): longer labels raise (the filter drops them before). `None`: any
+            length, labels padded to the batch's longest word.
         encode_labels (`bool`, defaults to `True`): `False` returns the label texts as `texts` instead of `labels`
             (to score them under a comparison charset other than the model's).
 
     Returns (when called):
-        `dict` with `pixel_values` (`torch.FloatTensor [B, 3, H, W]`) and `labels` (`torch.LongTensor [B, L + 1]`)
-        or `texts` (`list[str]`).
+        `dict` with `pixel_values` (`torch.FloatTensor [B, 3, H, W]`) and `labels` (`torch.LongTensor [B, L + 1]`,
+        L = `max_label_length`) or `texts` (`list[str]`); for examples of the training datasets also `data_counts`
+        (`torch.LongTensor [B, len(COUNTED)]`, see [`~training.data.counts.CONSUMED_COUNTS_KEY`]).
     """
 
     def __init__(self, processor, max_label_length: int | None = 25, encode_labels: bool = True):
@@ -38,7 +43,7 @@ class STRDataCollator:
     def __call__(self, examples: list[dict | None]) -> dict:
         if not examples:
             raise ValueError("STRDataCollator got an empty batch: there is nothing to collate.")
-        images, texts = [], []
+        images, texts, consumed_counts = [], [], []
         for position, example in enumerate(examples):
             if example is None:
                 continue
@@ -50,14 +55,26 @@ class STRDataCollator:
                 raise ValueError(f"Example {position} of the batch has a label of type {kind}.")
             images.append(self._image(example["image"], position))
             texts.append(example["text"])
+            if CONSUMED_COUNTS_KEY in example:
+                consumed_counts.append(example[CONSUMED_COUNTS_KEY])
         if not images:
             return self._empty_batch()
         batch = {"pixel_values": self.processor(images=images)["pixel_values"]}
         if self.encode_labels:
-            batch["labels"] = self.processor(text=texts, max_label_length=self.max_label_length)["labels"]
+            batch["labels"] = self._padded(self.processor(text=texts, max_label_length=self.max_label_length)["labels"])
         else:
             batch["texts"] = texts
+        if consumed_counts:  # training examples: what each counts for, added up by the Trainer when it trains on it
+            batch[CONSUMED_COUNTS_KEY] = torch.stack(consumed_counts)
         return batch
+
+    def _padded(self, labels: torch.LongTensor) -> torch.LongTensor:
+        """`[B, W]` -> `[B, max_label_length + 1]`, padded with `[P]`."""
+        if self.max_label_length is None:
+            return labels
+        return torch.nn.functional.pad(
+            labels, (0, self.max_label_length + 1 - labels.shape[1]), value=self.processor.tokenizer.pad_token_id
+        )
 
     @staticmethod
     def _image(image, position: int) -> Image.Image:
@@ -75,7 +92,8 @@ class STRDataCollator:
         size = self.processor.image_processor.size
         batch = {"pixel_values": torch.empty(0, 3, size["height"], size["width"])}
         if self.encode_labels:
-            batch["labels"] = torch.empty(0, 1, dtype=torch.long)
+            batch["labels"] = torch.empty(0, 1 if self.max_label_length is None else self.max_label_length + 1,
+                                          dtype=torch.long)
         else:
             batch["texts"] = []
         return batch

@@ -37,6 +37,20 @@ kept labels."""
 # Rows of the table: the main process and up to this many DataLoader workers.
 _MAX_WORKER_ROWS = 256
 
+CONSUMED_COUNTS_KEY = "data_counts"
+"""Key of the counts a training example carries to its batch: itself (`kept`, `removed_characters`) and the examples
+skipped just before it, as a `[len(COUNTED)]` vector. The collator stacks them into `[B, len(COUNTED)]`, and the
+Trainer adds up the batches it trains on, so that the logged `data/*` counts are those of the training steps done
+(not of the batches DataLoader workers prepared ahead, nor of batches re-read to reach a resumed step)."""
+
+
+def count_vector(counts: Mapping[str, int]) -> torch.Tensor:
+    """`counts` as a `[len(COUNTED)]` int64 tensor in [`COUNTED`] order; keys outside it are counted as `"other"`."""
+    values = [0] * len(COUNTED)
+    for key, count in counts.items():
+        values[COUNTED.index(key) if key in COUNTED else COUNTED.index("other")] += int(count)
+    return torch.tensor(values, dtype=torch.int64)
+
 
 class DataCounts:
     r"""
@@ -55,10 +69,7 @@ class DataCounts:
     def add(self, counts: Mapping[str, int]) -> None:
         if not counts:
             return
-        values = [0] * len(COUNTED)
-        for key, count in counts.items():
-            values[COUNTED.index(key) if key in COUNTED else COUNTED.index("other")] += int(count)
-        self._table[self._row()] += torch.tensor(values, dtype=torch.int64)
+        self._table[self._row()] += count_vector(counts)
 
     def _row(self) -> int:
         worker = torch.utils.data.get_worker_info()
@@ -90,4 +101,4 @@ def as_counter(column_totals: torch.Tensor) -> collections.Counter:
     )
 
 
-__all__ = ["COUNTED", "SKIP_REASONS", "DataCounts", "as_counter"]
+__all__ = ["CONSUMED_COUNTS_KEY", "COUNTED", "SKIP_REASONS", "DataCounts", "as_counter", "count_vector"]

@@ -23,6 +23,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import datasets
+import datasets.distributed
 import numpy as np
 import torch
 from PIL import Image
@@ -31,7 +32,7 @@ from tqdm.auto import tqdm
 from modeling_clip4str import load_image, to_rgb_image
 from modeling_clip4str.labels_clip4str import CleanedLabel, LabelCleaner
 
-from .counts import DataCounts
+from .counts import CONSUMED_COUNTS_KEY, DataCounts, count_vector
 from .packed import PackedStrings
 
 logger = logging.getLogger(__name__)
@@ -104,6 +105,13 @@ class STRExampleFilter:
 
     def __call__(self, example, cleaned_label: CleanedLabel | None = None) -> dict | None:
         """Filter one example; `cleaned_label` is its label already cleaned by [`clean_label`] (not cleaned again)."""
+        kept, counts = self.check(example, cleaned_label)
+        self.counts.add(counts)
+        return kept
+
+    def check(self, example, cleaned_label: CleanedLabel | None = None) -> tuple[dict | None, dict[str, int]]:
+        """Filter one example without counting it in `counts`: the kept example (or `None`) and what it counts for,
+        e.g. `{"kept": 1, "removed_characters": 2}` or `{"undecodable_image": 1}`."""
         if isinstance(example, (tuple, list)) and len(example) == 2:
             example = {"image": example[0], "text": example[1]}
         elif not isinstance(example, Mapping):
@@ -112,16 +120,14 @@ class STRExampleFilter:
             )
         label = cleaned_label if cleaned_label is not None else self.clean_label(example.get("text"))
         if label.text is None:
-            self.counts.add({label.reason: 1})
-            return None
+            return None, {label.reason: 1}
         try:
             image = decode_image(example.get("image"))
         except Exception as error:  # noqa: BLE001 - any failure to read one image must only skip that example
             self._report(error)
-            self.counts.add({"missing_image" if isinstance(error, FileNotFoundError) else "undecodable_image": 1})
-            return None
-        self.counts.add({"kept": 1, "removed_characters": label.removed_characters})
-        return {**example, "image": image, "text": label.text}
+            return None, {"missing_image" if isinstance(error, FileNotFoundError) else "undecodable_image": 1}
+        counts = {"kept": 1, "removed_characters": label.removed_characters}
+        return {**example, "image": image, "text": label.text}, counts
 
     def _report(self, error: Exception):
         # The first few failures of each process are logged with their cause; after that they are only counted.
@@ -159,6 +165,19 @@ class _FilteredView:
     def reset_stats(self) -> None:
         self.example_filter.counts.reset()
 
+    def _filtered_and_counted(self, example, pending: collections.Counter, cleaned_label=None) -> dict | None:
+        """Filter `example`, count it in `counts` and in `pending`; a kept example leaves with the `pending` counts
+        (itself and the skips before it) under [`CONSUMED_COUNTS_KEY`], for the Trainer to count when it trains on
+        it, and `pending` starts again."""
+        kept, counts = self.example_filter.check(example, cleaned_label)
+        self.example_filter.counts.add(counts)
+        pending.update(counts)
+        if kept is None:
+            return None
+        kept[CONSUMED_COUNTS_KEY] = count_vector(pending)
+        pending.clear()
+        return kept
+
     def _transformed(self, example: dict) -> dict:
         if self.transform is not None:
             example["image"] = self.transform(example["image"])
@@ -170,7 +189,8 @@ class FilteredIterableDataset(_FilteredView, torch.utils.data.IterableDataset):
     The kept examples of a stream. Every batch is full: skipped examples are replaced by the next ones of the stream.
 
     In DataLoader workers, a `datasets.IterableDataset` source splits its shards between the workers itself; any
-    other source is split round-robin, example by example.
+    other source is split round-robin, example by example. With several training processes, [`split_by_node`] gives
+    each process its own part of a `datasets.IterableDataset` source (which its workers then split again).
 
     Args:
         source: a `datasets.IterableDataset`, a torch `IterableDataset` or any re-iterable of examples.
@@ -183,8 +203,9 @@ class FilteredIterableDataset(_FilteredView, torch.utils.data.IterableDataset):
         worker = torch.utils.data.get_worker_info()
         if worker is not None and worker.num_workers > 1 and not isinstance(self.source, datasets.IterableDataset):
             stream = itertools.islice(stream, worker.id, None, worker.num_workers)
+        pending = collections.Counter()
         for example in stream:
-            kept = self.example_filter(example)
+            kept = self._filtered_and_counted(example, pending)
             if kept is not None:
                 yield self._transformed(kept)
 
@@ -196,6 +217,32 @@ class FilteredIterableDataset(_FilteredView, torch.utils.data.IterableDataset):
     @property
     def n_shards(self) -> int | None:
         return getattr(self.source, "n_shards", None)
+
+    @property
+    def can_split_by_node(self) -> bool:
+        """Whether [`split_by_node`] can give each training process its own part (a `datasets.IterableDataset`
+        source)."""
+        return isinstance(self.source, datasets.IterableDataset)
+
+    def split_by_node(self, rank: int, world_size: int) -> FilteredIterableDataset:
+        """The part of the stream that process `rank` of `world_size` reads, sharing this view's filter (and counts)
+        and transform: `datasets.distributed.split_dataset_by_node` on the source. Every process reads only its own
+        shards when the source has a multiple of `world_size` of them (interleaved sources: each source's shards, so
+        the sampling weights hold in every process); otherwise every process reads every record and keeps one in
+        `world_size` (only the kept ones are decoded)."""
+        if not self.can_split_by_node:
+            raise TypeError(
+                f"Only a datasets.IterableDataset source can be split between processes, not a "
+                f"{type(self.source).__name__}; load the stream with `datasets` (e.g. build_train_dataset)."
+            )
+        if world_size > 1 and self.source.n_shards % world_size:
+            logger.warning(
+                f"The training stream has {self.source.n_shards} shard(s), not a multiple of the {world_size} "
+                "processes: each process reads every record and keeps one in "
+                f"{world_size}. Split the sources into a multiple of {world_size} files or parquet row groups."
+            )
+        part = datasets.distributed.split_dataset_by_node(self.source, rank=rank, world_size=world_size)
+        return FilteredIterableDataset(part, self.example_filter, self.transform)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(source={self.source!r})"
@@ -246,11 +293,11 @@ class FilteredMapDataset(_FilteredView, torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self._indices) if self._indices is not None else len(self.source)
 
-    def _filtered(self, position: int) -> dict | None:
+    def _filtered(self, position: int, pending: collections.Counter) -> dict | None:
         if self._indices is None:
-            return self.example_filter(self.source[position])
+            return self._filtered_and_counted(self.source[position], pending)
         label = CleanedLabel(self._labels[position], "kept", int(self._removed[position]))
-        return self.example_filter(self.source[int(self._indices[position])], cleaned_label=label)
+        return self._filtered_and_counted(self.source[int(self._indices[position])], pending, cleaned_label=label)
 
     def __getitem__(self, i) -> dict:
         length = len(self)
@@ -260,8 +307,9 @@ class FilteredMapDataset(_FilteredView, torch.utils.data.Dataset):
             i += length
         if not 0 <= i < length:
             raise IndexError(f"Index {i} is out of range ({length} examples).")
+        pending = collections.Counter()
         for step in range(length):
-            kept = self._filtered((i + step) % length)
+            kept = self._filtered((i + step) % length, pending)
             if kept is not None:
                 return self._transformed(kept)
         raise RuntimeError(f"No usable example in the whole dataset; counts: {dict(self.stats)}.")

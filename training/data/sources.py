@@ -110,8 +110,9 @@ def _load_local(path: Path, split: str, streaming: bool, load_kwargs: dict):
     if "parquet" not in kinds and "arrow" in kinds and _is_saved_to_disk(path):
         return _load_saved_to_disk(path, split, streaming, load_kwargs)
     # The directory goes through the same `load_dataset` path as a Hub repository (module inference, split names
-    # from file and folder names, README configs).
-    return datasets.load_dataset(str(path), split=split, streaming=streaming, **load_kwargs)
+    # from file and folder names, README configs); absolute, since a relative "parquet" or "imagefolder" would name
+    # the packaged builder instead.
+    return datasets.load_dataset(str(path.resolve()), split=split, streaming=streaming, **load_kwargs)
 
 
 def load_str_dataset(
@@ -202,6 +203,24 @@ def _standardize_columns(dataset, image_column: str, text_column: str, source: s
         if isinstance(text_feature, datasets.Value) and text_feature.dtype == "large_string":
             dataset = dataset.cast_column("text", datasets.Value("string"))
     return dataset
+
+
+def source_split_names(source: str, **load_kwargs) -> list[str] | None:
+    """The splits a source offers, as `load_str_dataset(source, split=...)` reads them, or `None` when a split does
+    not apply (LMDB, a single file, a `save_to_disk` dataset without splits). A Hub id asks the Hub."""
+    path = Path(os.fspath(source)).expanduser()
+    if path.is_file():
+        return None
+    if path.is_dir():
+        kinds = _scan_local_directory(path)
+        if "lmdb" in kinds:
+            return None
+        if "parquet" not in kinds and "arrow" in kinds and _is_saved_to_disk(path):
+            return list(datasets.load_from_disk(str(path))) if (path / "dataset_dict.json").is_file() else None
+        source = str(path.resolve())  # a relative "parquet" or "imagefolder" would name the packaged builder
+    hub_kwargs = {key: value for key, value in load_kwargs.items() if key in ("token", "revision", "cache_dir", "name")}
+    name = hub_kwargs.pop("name", None)
+    return list(datasets.get_dataset_split_names(os.fspath(source), name, **hub_kwargs))
 
 
 def _reshard(dataset):
@@ -361,7 +380,7 @@ def build_eval_dataset(
     max_label_length: int | None = 25,
     image_column: str = "image",
     text_column: str = "text",
-    split: str = "validation",
+    split: str | Sequence[str] = "validation",
     remove_whitespace: bool = True,
     unicode_normalization: str | None = None,
     max_samples: int | None = None,
@@ -370,14 +389,18 @@ def build_eval_dataset(
     r"""
     Load each source map-style, one after the other (each example once), and filter for evaluation: an
     [`EvaluationDataset`], whose skipped records are counted instead of replaced. Arguments as for
-    [`build_train_dataset`]; `max_samples` keeps the first records of the concatenation.
+    [`build_train_dataset`]; `split` may also give one split per source; `max_samples` keeps the first records of
+    the concatenation.
     """
     sources = _as_source_list(sources)
+    splits = [split] * len(sources) if isinstance(split, str) else list(split)
+    if len(splits) != len(sources):
+        raise ValueError(f"Got {len(splits)} splits for {len(sources)} sources.")
     example_filter = _example_filter(processor, charset, max_label_length, remove_whitespace, unicode_normalization)
     loaded = [
-        load_str_dataset(source, split=split, streaming=False, image_column=image_column,
+        load_str_dataset(source, split=source_split, streaming=False, image_column=image_column,
                          text_column=text_column, **load_kwargs)
-        for source in sources
+        for source, source_split in zip(sources, splits)
     ]
     combined = loaded[0] if len(loaded) == 1 else datasets.concatenate_datasets(loaded)
     if max_samples is not None:
@@ -387,4 +410,11 @@ def build_eval_dataset(
     return EvaluationDataset(combined, example_filter)
 
 
-__all__ = ["STR_FEATURES", "build_eval_dataset", "build_train_dataset", "interleave_str_datasets", "load_str_dataset"]
+__all__ = [
+    "STR_FEATURES",
+    "build_eval_dataset",
+    "build_train_dataset",
+    "interleave_str_datasets",
+    "load_str_dataset",
+    "source_split_names",
+]
