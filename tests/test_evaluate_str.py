@@ -301,3 +301,95 @@ def test_cli_mixes_lmdb_and_parquet_sources(lmdb_tree, saved_model, tmp_path):
     signs = results["datasets"]["Signs"]
     assert (signs["num_records"], signs["num_samples"], signs["skipped"]) == (2, 1, {"undecodable_image": 1})
     assert signs["mean_label_length"] == 4.0
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Models that read another script: their own charset, NFC, character confusions
+# --------------------------------------------------------------------------------------------------------------------
+
+VIETNAMESE_CASED = "abcdeghiklmnopqrstuvxyàáâãèéêìíòóôõùúýăđĩũơưạảấầẩẫậắằẳẵặẹẻẽếềểễệỉịọỏốồổỗộớờởỡợụủứừửữựỳỵỷỹ"
+VIETNAMESE_CASED += VIETNAMESE_CASED.upper()
+
+
+def test_a_non_ascii_model_is_scored_on_its_own_charset():
+    import unicodedata
+
+    nfd = lambda text: unicodedata.normalize("NFD", text)  # noqa: E731
+    model = OracleModel({1: ("tiếng", 0.9), 2: (nfd("Việt"), 0.8), 3: ("tieng", 0.7), 4: ("việt", 0.6),
+                         5: ("ngươi", 0.5)})
+    model.config.charset = VIETNAMESE_CASED
+    data = {"vi": [(coloured(1), nfd("tiếng")),  # NFD label, NFC reading: the same word
+                   (coloured(2), "Việt"),  # NFD reading, NFC label
+                   (coloured(3), "tiếng"),  # a missed tone mark is an error
+                   (coloured(4), "Việt"),  # so is a letter of the wrong case: the charset has both
+                   (coloured(5), "người")]}  # a missed tone (ờ -> ơ)
+    results = evaluate_model(model, OracleProcessor(), data, show_progress=False, confusions=5, num_workers=0)
+    protocol = results["protocol"]
+    assert protocol["charset"] == VIETNAMESE_CASED and protocol["charset_source"] == "model"
+    assert protocol["unicode_normalization"] == "NFC"
+    assert results["combined"]["accuracy"] == pytest.approx(2 / 5)
+    confusions = results["confusions"]
+    assert confusions["kinds"] == {"tone mark and other diacritic": 1, "tone mark": 1, "case": 1}
+    assert {(pair["label"], pair["prediction"], pair["kind"]) for pair in confusions["pairs"]} == {
+        ("ế", "e", "tone mark and other diacritic"), ("V", "v", "case"), ("ờ", "ơ", "tone mark")}
+    table = format_results_table(results)
+    assert "Protocol: the model's own charset (178 characters, case-sensitive" in table and "NFC" in table
+
+    # The benchmark protocol on request: accents are folded away on both sides and case is ignored.
+    benchmark = evaluate_model(model, OracleProcessor(), data, charset=CHARSET_36, show_progress=False,
+                               num_workers=0)
+    assert benchmark["protocol"]["charset_source"] == "explicit" and benchmark["combined"]["accuracy"] == 1.0
+    # An ASCII model keeps the 36-character benchmark protocol by default.
+    ascii_model = OracleModel({1: ("Tieng", 0.5)})
+    ascii_results = evaluate_model(ascii_model, OracleProcessor(), {"x": [(coloured(1), "tiếng")]},
+                                   show_progress=False, num_workers=0)
+    assert ascii_results["protocol"]["charset_source"] == "benchmark"
+    assert ascii_results["combined"]["accuracy"] == 1.0
+
+
+def test_confusion_alignment_and_kinds():
+    from training.confusions import CharacterConfusions, align, classify_confusion, format_confusions
+
+    assert align("hllo", "hello") == [("h", "h"), ("e", None), ("l", "l"), ("l", "l"), ("o", "o")]
+    assert [pair for pair in align("helloo", "hello") if pair[0] != pair[1]] == [(None, "o")]
+    assert classify_confusion("ả", "ã") == "tone mark"  # hook above vs tilde, same base letter
+    assert classify_confusion("ơ", "o") == "other diacritic"  # the horn
+    assert classify_confusion("đ", "d") == "other diacritic"  # the stroke (đ has no decomposition)
+    assert classify_confusion("ộ", "o") == "tone mark and other diacritic"
+    assert classify_confusion("ẫ", "ã") == "other diacritic"  # circumflex lost, tilde kept
+    assert classify_confusion("b", "h") == "base letter"
+    assert classify_confusion("Ă", "ă") == "case"
+    confusions = CharacterConfusions()
+    for prediction, label in (("toi", "tôi"), ("toi", "tôi"), ("ba", "bà"), ("xa", "xa"), ("cas", "ca")):
+        confusions.update(prediction, label)
+    summary = confusions.summary(top=2)
+    assert summary["num_errors"] == 4 and summary["num_wrong_words"] == 4 and summary["num_words"] == 5
+    assert summary["kinds"] == {"tone mark": 1, "other diacritic": 2, "extra": 1}
+    assert summary["pairs"][0] == {"label": "ô", "prediction": "o", "count": 2, "kind": "other diacritic"}
+    text = format_confusions(summary)
+    assert "4 character errors in 4 wrong words (of 5)" in text and "other diacritic 2 (50.0%)" in text
+
+
+def test_cli_on_a_vietnamese_model(saved_model, caption_tokenizer, tmp_path, capsys):
+    import datasets
+
+    model = make_model(caption_tokenizer, charset=VIETNAMESE_CASED, max_label_length=8)
+    model_dir = tmp_path / "vi-model"
+    model.save_pretrained(model_dir)
+    CLIP4STRProcessor.from_config(model.config).save_pretrained(model_dir)
+    parquet = tmp_path / "vi.parquet"
+    features = datasets.Features({"image": datasets.Image(), "text": datasets.Value("string")})
+    words = ["Tiếng", "Việt", "đường"]
+    rows = {"image": [{"bytes": encoded_png(word), "path": None} for word in words], "text": words}
+    datasets.Dataset.from_dict(rows, features=features).to_parquet(str(parquet))
+    json_path, markdown_path = tmp_path / "results.json", tmp_path / "results.md"
+    main(["--model", str(model_dir), "--data", f"vi={parquet}", "--data-source", "hub", "--split", "train",
+          "--device", "cpu", "--no-progress", "--num-workers", "0", "--confusions", "3", "--output-json",
+          str(json_path), "--output-markdown", str(markdown_path), "--cache-dir", str(tmp_path / "cache")])
+    results = json.loads(json_path.read_text(encoding="utf-8"))
+    assert results["protocol"]["charset"] == VIETNAMESE_CASED and results["protocol"]["charset_source"] == "model"
+    assert results["combined"]["mean_label_length"] == pytest.approx(sum(map(len, words)) / 3)
+    assert len(results["confusions"]["pairs"]) <= 3 and results["confusions"]["num_words"] == 3
+    printed = capsys.readouterr().out
+    assert "Protocol: the model's own charset" in printed and "Character confusions" in printed
+    assert "## Character confusions" in markdown_path.read_text(encoding="utf-8")

@@ -195,3 +195,143 @@ def torch_equal(a, b) -> bool:
     import torch
 
     return bool(torch.equal(a, b))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Other scripts: Vietnamese words, word files, fonts that cover only some words
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def test_vietnamese_words_have_real_syllable_structure():
+    import unicodedata
+
+    from training.vietnamese import TONE_MARKS, VIETNAMESE_CHARSET, vietnamese_syllable, vietnamese_word
+
+    rng = np.random.default_rng(0)
+    syllables = [vietnamese_syllable(rng) for _ in range(3000)]
+    assert len(VIETNAMESE_CHARSET) == 178 == len(set(VIETNAMESE_CHARSET))
+    tones = {mark: 0 for mark in ("", *TONE_MARKS)}
+    for syllable in syllables:
+        assert syllable == unicodedata.normalize("NFC", syllable) and set(syllable) <= set(VIETNAMESE_CHARSET)
+        marks = [char for char in unicodedata.normalize("NFD", syllable) if char in TONE_MARKS]
+        assert len(marks) <= 1, syllable  # one tone per syllable
+        tones[marks[0] if marks else ""] += 1
+        if syllable.endswith(("c", "ch", "p", "t")):
+            assert marks and marks[0] in ("\u0301", "\u0323"), syllable  # stops take the rising or the heavy tone
+        assert not syllable.startswith(("ci", "ce", "ky", "ka", "gha", "ngho")), syllable  # spelling rules
+    assert all(count > 300 for count in tones.values())  # all six tones, about equally often
+    assert {"tiếng", "người"} <= set(syllables) or len(set(syllables)) > 1500
+    words = [vietnamese_word(rng) for _ in range(2000)]
+    assert any(word.isupper() for word in words) and any(word[0].isupper() and word[1:].islower() for word in words)
+    assert any(len(word) >= 8 for word in words) and any(len(word) <= 3 for word in words)
+
+
+def test_vietnamese_dataset_holds_out_words_in_any_case(tmp_path):
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "vi"
+    main([str(out), "--num-train", "40", "--num-test", "30", "--language", "vi", "--max-len", "6", "--workers", "1",
+          "--fonts", "DejaVuSans.ttf", "DejaVuSerif-Bold.ttf"])
+    train = pq.read_table(out / "train").to_pydict()
+    test = pq.read_table(out / "test").to_pydict()
+    assert all(1 <= len(word) <= 6 for word in train["text"] + test["text"])
+    assert not {word.casefold() for word in train["text"]} & {word.casefold() for word in test["text"]}
+    assert set(train["font"]) <= {"DejaVuSans.ttf", "DejaVuSerif-Bold.ttf"}
+    config = json.loads((out / "synth_config.json").read_text(encoding="utf-8"))
+    assert config["words"] == "vi" and config["layout_engine"] in ("basic", "raqm")
+    assert sum(config["images_per_font"]["train"].values()) == 40
+
+
+def test_a_font_never_draws_a_word_it_lacks_glyphs_for(tmp_path):
+    """DejaVu Sans Mono lacks 46 Vietnamese letters (those with a hook above or two marks: ả, ế, ...): it may draw
+    "bao" but never "của"."""
+    import pyarrow.parquet as pq
+    from fontTools.ttLib import TTFont
+
+    mono = str(matplotlib_font_dir() / "DejaVuSansMono.ttf")
+    sans = str(matplotlib_font_dir() / "DejaVuSans.ttf")
+    lacking = [word for word in ("của", "tiếng", "ảnh", "mẫu", "thể", "Cổ") if any(
+        ord(char) not in TTFont(mono).getBestCmap() for char in word)]
+    assert len(lacking) == 6
+    words = lacking * 5 + ["bao", "Việt", "tôi", "ba", "con", "hai"] * 5
+    words_file = tmp_path / "words.txt"
+    words_file.write_text("\n".join(words) + "\n\n", encoding="utf-8")
+    out = tmp_path / "data"
+    summary = generate_dataset(out, num_train=120, num_test=2, words_file=str(words_file), fonts=[mono, sans],
+                               workers=1, seed=1)
+    rows = pq.read_table(out / "train").to_pydict()
+    rows["text"] += pq.read_table(out / "test").to_pydict()["text"]
+    rows["font"] += pq.read_table(out / "test").to_pydict()["font"]
+    cmaps = {name: TTFont(path).getBestCmap() for name, path in (("DejaVuSansMono.ttf", mono),
+                                                                  ("DejaVuSans.ttf", sans))}
+    for text, font in zip(rows["text"], rows["font"]):
+        assert all(ord(char) in cmaps[font] for char in text), (text, font)
+    used_mono = {text for text, font in zip(rows["text"], rows["font"]) if font == "DejaVuSansMono.ttf"}
+    assert used_mono and not used_mono & set(lacking)  # Mono was used, but only for words it covers
+    assert summary["font_coverage"]["DejaVuSansMono.ttf"]["missing"] and \
+        not summary["font_coverage"]["DejaVuSans.ttf"]["missing"]
+    readme = (out / "README.md").read_text(encoding="utf-8")
+    assert "| DejaVuSansMono.ttf | DejaVu Sans Mono |" in readme and "ả" in readme
+    from datasets import load_dataset
+
+    assert load_dataset(str(out), split="test").num_rows == 2
+
+
+def test_words_nobody_covers_are_left_out(tmp_path):
+    words_file = tmp_path / "words.txt"
+    words_file.write_text("abc\nxyz\n漢字\nfoo\n", encoding="utf-8")
+    summary = generate_dataset(tmp_path / "data", num_train=6, num_test=1, words_file=str(words_file),
+                               fonts=["DejaVuSans.ttf"], workers=1)
+    assert summary["words_without_font"] == {"count": 1, "examples": ["漢字"]}
+    with pytest.raises(ValueError, match="cannot hold out 3 test words"):
+        generate_dataset(tmp_path / "few", num_train=6, num_test=3, words_file=str(words_file),
+                         fonts=["DejaVuSans.ttf"], workers=1)
+
+
+def test_font_coverage_and_font_resolution(tmp_path):
+    import shutil
+
+    from training.fonts import font_coverage, resolve_fonts
+
+    directory = matplotlib_font_dir()
+    assert font_coverage(directory / "LastResortHE-Regular.ttf", "abcế") == frozenset()  # placeholder boxes
+    assert font_coverage(directory / "cmsy10.ttf", "abc") == frozenset()  # a symbol font
+    assert font_coverage(directory / "DejaVuSerif.ttf", "Ếế") == set("Ếế")  # glyph names "uni1ebe", "uni1ebF"
+    assert font_coverage(directory / "DejaVuSansMono.ttf", "aạả") == {"a", "ạ"}  # no hook above
+    assert font_coverage(directory / "cmr10.ttf", 'ab"') == {"a", "b"}  # its '"' is a right double quote
+    fonts_dir = tmp_path / "fonts"
+    fonts_dir.mkdir()
+    shutil.copy(directory / "DejaVuSans.ttf", fonts_dir / "MyFont.ttf")
+    assert resolve_fonts([str(fonts_dir)]) == (str(fonts_dir / "MyFont.ttf"),)
+    assert resolve_fonts([str(fonts_dir / "MyFont.ttf"), "DejaVuSerif-Bold.ttf"]) == (
+        str(fonts_dir / "MyFont.ttf"), str(directory / "DejaVuSerif-Bold.ttf"))
+    with pytest.raises(ValueError, match="No font matches"):
+        resolve_fonts(["NoSuchFontAnywhere"])
+
+
+def test_output_is_byte_identical_whatever_the_workers(tmp_path):
+    """Several worker processes, each rendering chunks of 7 words, write the very same files as one process."""
+    options = dict(num_train=30, num_test=9, seed=5, words="vi", shard_rows=16, chunk_size=7)
+    generate_dataset(tmp_path / "one", workers=1, **options)
+    generate_dataset(tmp_path / "three", workers=3, **options)
+    files = sorted(path.relative_to(tmp_path / "one") for path in (tmp_path / "one").rglob("*.parquet"))
+    assert len(files) == 3  # two training shards, one test shard
+    for relative in files:
+        assert (tmp_path / "one" / relative).read_bytes() == (tmp_path / "three" / relative).read_bytes()
+
+
+def test_prediction_grid_judges_on_a_given_charset(tmp_path):
+    import unicodedata
+
+    from training.vietnamese import VIETNAMESE_CHARSET
+
+    image = render_word("việt", seed=0)
+
+    def colours(prediction):
+        grid = save_prediction_grid([image], ["việt"], [prediction], [0.9], tmp_path / "grid.png",
+                                    charset=VIETNAMESE_CHARSET)
+        pixels = np.asarray(grid.convert("RGB")).reshape(-1, 3)
+        return ((pixels[:, 1] > 100) & (pixels[:, 0] < 60)).any(), ((pixels[:, 0] > 180) & (pixels[:, 1] < 60)).any()
+
+    assert colours(unicodedata.normalize("NFD", "việt")) == (True, False)  # the same word in NFD: right
+    assert colours("viet") == (False, True)  # a missed tone mark: wrong

@@ -13,6 +13,10 @@ Scoring follows the reference test protocol: labels are cleaned by the label rul
 ([`~modeling_clip4str.labels_clip4str.LabelCleaner`]) for the comparison charset (whitespace removed, folded to
 ASCII, labels longer than the model's `max_label_length` left out), then prediction and label are compared on the 36
 lowercase alphanumerics (`--cased`: 62 characters, `--punctuation`: plus the 32 ASCII punctuation characters).
+A model whose charset is not ASCII (Vietnamese, Chinese, ...) is scored on its own charset instead, unless a
+comparison charset is given: labels and predictions in Unicode NFC, case-sensitive when the charset has both cases.
+The table states the protocol. `--confusions N` adds the N most frequent character confusions, each classified as a
+base-letter, tone-mark, other-diacritic, case, missing or extra error ([`~training.confusions`]).
 Samples that cannot be scored are counted per dataset with the reason; nothing is dropped silently, and nothing is
 scored twice.
 
@@ -38,7 +42,8 @@ import torch
 import transformers
 from tqdm.auto import tqdm
 
-from modeling_clip4str.labels_clip4str import LabelCleaner
+from modeling_clip4str.labels_clip4str import ASCII_FOLD, LabelCleaner
+from training.confusions import CharacterConfusions, format_confusions
 from training.data import (
     SKIP_REASONS,
     EvaluationDataset,
@@ -97,8 +102,10 @@ def _read_batch(model, processor, batch: dict, refine_iters: int | None) -> tupl
 
 
 def score_dataset(model, processor, records, scores: STRScoreAccumulator, *, batch_size: int, num_workers: int,
-                  refine_iters: int | None, description: str, show_progress: bool) -> None:
-    """Read `records` (a filtered dataset) with a DataLoader and `model.generate`, adding to `scores`."""
+                  refine_iters: int | None, description: str, show_progress: bool,
+                  normalize_prediction=None, confusions: CharacterConfusions | None = None) -> None:
+    """Read `records` (a filtered dataset) with a DataLoader and `model.generate`, adding to `scores` (and to
+    `confusions`). `normalize_prediction` (text -> text) puts predictions in the Unicode form of the labels."""
     loader = torch.utils.data.DataLoader(
         records, batch_size=batch_size, num_workers=num_workers,
         collate_fn=STRDataCollator(processor, max_label_length=None, encode_labels=False),
@@ -109,7 +116,13 @@ def score_dataset(model, processor, records, scores: STRScoreAccumulator, *, bat
     for batch in loader:
         if batch["texts"]:
             texts, confidences = _read_batch(model, processor, batch, refine_iters)
+            if normalize_prediction is not None:
+                texts = [normalize_prediction(text) for text in texts]
             scores.update(texts, batch["texts"], confidences)
+            if confusions is not None:
+                for text, label in zip(texts, batch["texts"]):
+                    confusions.update(normalize_for_protocol(text, scores.charset),
+                                      normalize_for_protocol(label, scores.charset))
         progress.update(1)
     progress.close()
 
@@ -134,6 +147,19 @@ def _check_options(datasets, batch_size: int, max_samples: int | None, num_worke
         raise ValueError(f"max_samples must be at least 1, got {max_samples}.")
     if num_workers < 0:
         raise ValueError(f"num_workers must be >= 0, got {num_workers}.")
+
+
+def comparison_charset(model, charset: str | None = None, cased: bool = False,
+                       punctuation: bool = False) -> tuple[str, str]:
+    """The comparison charset and where it comes from: `"explicit"` (`charset` given), `"model"` (the model reads a
+    charset that is not ASCII, and nothing else was asked for: it is scored on its own charset), or `"benchmark"`
+    (the 36-character STR protocol, widened by `cased` / `punctuation`)."""
+    if charset is not None:
+        return protocol_charset(charset, cased, punctuation), "explicit"
+    model_charset = getattr(getattr(model, "config", None), "charset", None)
+    if not cased and not punctuation and isinstance(model_charset, str) and not model_charset.isascii():
+        return model_charset, "model"
+    return protocol_charset(None, cased, punctuation), "benchmark"
 
 
 def _warn_about_unreadable_characters(model, charset: str):
@@ -175,6 +201,7 @@ def evaluate_model(
     device: str | torch.device | None = None,
     num_workers: int = 4,
     show_progress: bool = True,
+    confusions: int = 0,
 ) -> dict:
     """Read every image of every dataset with `model.generate` and score the texts under the benchmark protocol.
 
@@ -187,7 +214,8 @@ def evaluate_model(
             are `(image, text)` pairs or mappings with `"image"` and `"text"`. Images may be encoded bytes (as stored
             in LMDB), paths, PIL images, `datasets` image dicts, arrays or tensors. A dataset's `counts` (as
             [`~training.data.LmdbDataset`] keeps of records it left out when opened) are reported as skipped.
-        charset, cased, punctuation: the comparison protocol (default: 36 lowercase alphanumerics).
+        charset, cased, punctuation: the comparison protocol (default: 36 lowercase alphanumerics, or the model's own
+            charset when it is not ASCII; see [`comparison_charset`]).
         batch_size: records per `generate` call (fewer are read when some are skipped).
         refine_iters: refinement passes (default: the model's `config.refine_iters`).
         max_label_length: labels longer than this (after whitespace removal and Unicode normalisation, before the
@@ -195,11 +223,12 @@ def evaluate_model(
             `config.max_label_length`, `None` keeps every length.
         max_samples: read at most this many records of each dataset (quick checks).
         remove_whitespace, unicode_normalization: see [`LabelCleaner`] (default: whitespace removed, labels folded
-            to ASCII for an ASCII comparison charset).
+            to ASCII for an ASCII comparison charset, else NFC). Predictions are put in the same Unicode form.
         device: move the model there first (default: leave it where it is).
         num_workers: DataLoader worker processes decoding and preprocessing images ahead of the model (0: in this
             process).
         show_progress: a tqdm bar per dataset.
+        confusions: keep the character errors, and report this many of the most frequent confusions (0: none).
 
     Returns:
         A dict with
@@ -210,10 +239,12 @@ def evaluate_model(
         - `combined`: the same scores over all samples of all datasets (sample-weighted);
         - `mean`: the arithmetic mean of each score over the datasets with at least one scored sample, and
           `num_datasets`;
-        - `protocol`: the options used.
+        - `protocol`: the options used, with `charset_source` (see [`comparison_charset`]);
+        - `confusions` (with `confusions > 0`): the summary of [`~training.confusions.CharacterConfusions`] over all
+          datasets.
     """
     _check_options(datasets, batch_size, max_samples, num_workers)
-    charset = protocol_charset(charset, cased, punctuation)
+    charset, charset_source = comparison_charset(model, charset, cased, punctuation)
     if max_label_length == -1:
         max_label_length = getattr(model.config, "max_label_length", None)
     _warn_about_unreadable_characters(model, charset)
@@ -224,8 +255,13 @@ def evaluate_model(
     # the same names) in training and in evaluation.
     cleaner = LabelCleaner(charset, max_label_length=max_label_length, remove_whitespace=remove_whitespace,
                            unicode_normalization=unicode_normalization)
+    # Predictions get the labels' Unicode step too (NFC, or the ASCII fold: a no-op for the ASCII models of the
+    # reference, and what lets "việt" read by a Vietnamese model match the folded label "viet").
+    normalize_prediction = LabelCleaner(charset, remove_whitespace=False,
+                                        unicode_normalization=cleaner.unicode_normalization).normalize
+    all_confusions = CharacterConfusions() if confusions else None
     options = dict(batch_size=batch_size, num_workers=num_workers, refine_iters=refine_iters,
-                   show_progress=show_progress)
+                   show_progress=show_progress, normalize_prediction=normalize_prediction, confusions=all_confusions)
     results, combined = {}, STRScoreAccumulator(charset)
     for name, dataset in datasets.items():
         start = time.perf_counter()
@@ -238,7 +274,7 @@ def evaluate_model(
         if results[name]["skipped"]:
             reasons = ", ".join(f"{count} ({reason})" for reason, count in results[name]["skipped"].items())
             logger.info("%s: skipped %s", name, reasons)
-    return {
+    report = {
         "datasets": results,
         "combined": {
             **_summary(combined),
@@ -254,8 +290,12 @@ def evaluate_model(
             "remove_whitespace": remove_whitespace,
             "unicode_normalization": cleaner.unicode_normalization,
             "refine_iters": refine_iters if refine_iters is not None else getattr(model.config, "refine_iters", None),
+            "charset_source": charset_source,
         },
     }
+    if all_confusions is not None:
+        report["confusions"] = all_confusions.summary(confusions)
+    return report
 
 
 def _record_counts(dataset, records, max_samples: int | None) -> dict:
@@ -298,7 +338,8 @@ def _table_row(name: str, result: dict, num_samples) -> list[str]:
 
 
 def format_results_table(results: dict) -> str:
-    """The results of [`evaluate_model`] as a Markdown table, one row per dataset and two combined rows.
+    """The results of [`evaluate_model`] as a Markdown table, one row per dataset and two combined rows, followed by
+    the protocol they were scored under (see [`describe_protocol`]).
 
     "Combined" weighs every sample equally (the reference's combined row); "Mean of datasets" is the arithmetic mean
     of the per-dataset values, each dataset counting once.
@@ -315,7 +356,28 @@ def format_results_table(results: dict) -> str:
         return "| " + " | ".join(padded) + " |"
 
     rule = "|" + "|".join([":" + "-" * (widths[0] + 1)] + ["-" * (width + 1) + ":" for width in widths[1:]]) + "|"
-    return "\n".join([line(TABLE_HEADER), rule, *(line(row) for row in rows)])
+    table = "\n".join([line(TABLE_HEADER), rule, *(line(row) for row in rows)])
+    if "protocol" in results:
+        table += "\n\nProtocol: " + describe_protocol(results["protocol"])
+    return table
+
+
+def describe_protocol(protocol: dict) -> str:
+    """E.g. "the model's own charset (150 characters, case-sensitive, without punctuation); labels and predictions in
+    Unicode NFC; labels longer than 14 characters not scored"."""
+    charset = protocol["charset"]
+    source = protocol.get("charset_source")
+    what = {"model": "the model's own charset", "benchmark": "the STR benchmark protocol",
+            "explicit": "a given comparison charset"}.get(source, "comparison charset")
+    parts = [f"{what} ({describe_charset(charset)})"]
+    form = protocol.get("unicode_normalization")
+    if form == ASCII_FOLD:
+        parts.append("labels and predictions folded to ASCII (NFKD, accents dropped)")
+    elif form and form != "none":
+        parts.append(f"labels and predictions in Unicode {form}")
+    if protocol.get("max_label_length") is not None:
+        parts.append(f"labels longer than {protocol['max_label_length']} characters not scored")
+    return "; ".join(parts)
 
 
 def describe_charset(charset: str) -> str:
@@ -503,6 +565,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--num-workers", type=int, default=4, help="Threads decoding and resizing images ahead of the model."
     )
+    parser.add_argument(
+        "--confusions", type=int, default=0, metavar="N",
+        help="Print the N most frequent character confusions (aligned by edit distance) and the errors by kind: "
+        "base letter, tone mark, other diacritic, case, missing, extra.",
+    )
     parser.add_argument("--output-json", default=None, metavar="FILE", help="Write the results as JSON.")
     parser.add_argument("--output-markdown", default=None, metavar="FILE", help="Write the table as Markdown.")
     parser.add_argument("--no-progress", action="store_true", help="Hide the progress bars.")
@@ -514,9 +581,11 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
     try:
-        charset = protocol_charset(args.charset, args.cased, args.punctuation)
+        protocol_charset(args.charset, args.cased, args.punctuation)
     except ValueError as error:
         parser.error(str(error))
+    if args.confusions < 0:
+        parser.error("--confusions must be >= 0.")
     for option in ("batch_size", "max_samples"):
         value = getattr(args, option)
         if value is not None and value < 1:
@@ -543,7 +612,9 @@ def main(argv: list[str] | None = None) -> dict:
         model,
         processor,
         datasets,
-        charset=charset,
+        charset=args.charset,
+        cased=args.cased,
+        punctuation=args.punctuation,
         batch_size=args.batch_size,
         refine_iters=args.refine_iters,
         max_label_length=None if args.max_label_length == 0 else args.max_label_length,
@@ -551,9 +622,9 @@ def main(argv: list[str] | None = None) -> dict:
         device=device,
         num_workers=args.num_workers,
         show_progress=not args.no_progress,
+        confusions=args.confusions,
     )
-    # Report the options as given (cased/punctuation), not only the charset they resolved to.
-    results["protocol"].update(cased=args.cased, punctuation=args.punctuation)
+    charset = results["protocol"]["charset"]
 
     table = format_results_table(results)
     skipped = format_skipped(results)
@@ -564,6 +635,9 @@ def main(argv: list[str] | None = None) -> dict:
     )
     print(f"\nModel: {args.model}\nComparison charset: {describe_charset(charset)}: {charset}\n")
     print(table)
+    confusions = format_confusions(results["confusions"]) if "confusions" in results else ""
+    if confusions:
+        print("\nCharacter confusions (label -> read as):\n" + confusions)
     if skipped:
         print("\nSkipped samples (not scored):\n" + skipped)
     print("\n" + timing)
@@ -581,6 +655,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.output_markdown:
         Path(args.output_markdown).parent.mkdir(parents=True, exist_ok=True)
         text = f"Model: `{args.model}`; comparison charset: {describe_charset(charset)}.\n\n{table}\n"
+        if confusions:
+            text += f"\n## Character confusions\n\n{confusions}\n"
         if skipped:
             text += "\nSkipped samples (not scored):\n\n" + "\n".join(f"- {line}" for line in skipped.splitlines())
             text += "\n"

@@ -1,17 +1,23 @@
-"""Synthetic word images for the offline demo: rendered words as a Hugging Face (parquet) dataset.
+"""Synthetic word images for the offline demos: rendered words as a Hugging Face (parquet) dataset.
 
-Words are drawn at random (random strings over the charset and/or pronounceable pseudo-words) and rendered with the
-TrueType fonts that ship inside the matplotlib package (DejaVu, STIX, Computer Modern), so nothing is downloaded.
-The test words are drawn first and never used for training: the test split measures reading of *unseen* words.
+Words come from a built-in generator (random strings over the charset, pronounceable pseudo-words, or Vietnamese
+syllables with their tones: [`WORD_KINDS`]) or from a file of words, and are rendered with the TrueType fonts that
+ship inside the matplotlib package (DejaVu, STIX, Computer Modern; nothing is downloaded) or with font files given
+by the user (a CJK font for Chinese). A word is only drawn with a font that covers all its characters
+([`~training.fonts.font_coverage`]). The test words are drawn first and never used for training, in any letter case:
+the test split measures reading of *unseen* words.
 
 Command line::
 
     python -m training.synth OUT_DIR --num-train 60000 --num-test 1000 [--charset ...] [--min-len 3 --max-len 10]
-        [--seed 0] [--image-height 32 --image-width 128] [--words random|pseudo|mixed] [--workers N]
+        [--seed 0] [--image-height 32 --image-width 128] [--words random|pseudo|mixed|vi] [--workers N]
+    python -m training.synth OUT_DIR --num-train 80000 --num-test 1000 --language vi --fonts DejaVuSans DejaVuSerif
+    python -m training.synth OUT_DIR --num-train 80000 --num-test 1000 --words-file words.txt --fonts NotoSansSC.otf
 
 writes ``OUT_DIR/train/train-00000-of-000NN.parquet`` ... and ``OUT_DIR/test/...`` (columns ``image``, a
-``datasets.Image`` holding PNG bytes, and ``text``) plus ``OUT_DIR/synth_config.json``. Load it with
-``datasets.load_dataset("parquet", data_dir=OUT_DIR)`` (splits ``train`` and ``test``) or
+``datasets.Image`` holding PNG bytes, ``text`` and ``font``, the file name of the font it was drawn with), plus
+``OUT_DIR/synth_config.json`` (settings, counts, fonts) and ``OUT_DIR/README.md`` (which fonts covered what). Load it
+with ``datasets.load_dataset("parquet", data_dir=OUT_DIR)`` (splits ``train`` and ``test``) or
 ``load_dataset("parquet", data_files={"train": f"{OUT_DIR}/train/*.parquet", "test": f"{OUT_DIR}/test/*.parquet"})``.
 
 Python::
@@ -20,123 +26,50 @@ Python::
     image = render_word("hello", seed=0)                      # PIL RGB image, 128x32
     generate_dataset("data/synth", num_train=60000, num_test=1000, seed=0)
 
-Everything is deterministic given the seed (and the same matplotlib fonts / Pillow's FreeType), whatever the number
-of worker processes.
+Every image has its own random generator, seeded by (seed, split, position), so the data is byte-for-byte the same
+for a seed whatever the number of worker processes. Across machines it also needs the same fonts (matplotlib
+version), the same Pillow (its bundled FreeType rasterises the glyphs) and the same text layout engine: Pillow uses
+raqm when it finds libraqm and FriBiDi at run time, else its basic layout, and the two place glyphs differently;
+`--layout-engine` pins it (the engine used is recorded in ``synth_config.json``).
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import io
 import json
 import math
 import os
 import time
+import unicodedata
+from collections import Counter
 from collections.abc import Sequence
 from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from PIL import Image, ImageDraw, ImageFilter
 
-DEFAULT_CHARSET = "0123456789abcdefghijklmnopqrstuvwxyz"
+from training.fonts import (
+    DEFAULT_CHARSET,
+    LAYOUT_ENGINES,
+    available_fonts,
+    default_layout_engine,
+    font_coverage,
+    font_covers,
+    font_name,
+    load_font,
+    matplotlib_font_dir,
+    resolve_fonts,
+)
+from training.vietnamese import VIETNAMESE_CHARSET, vietnamese_word
+
 SHARD_ROWS = 20_000
 LAYOUTS = ("tight", "left", "free")
+WORD_KINDS = ("random", "pseudo", "mixed", "vi")
+"""Built-in word generators: random strings over the charset, pronounceable pseudo-words, half of each, or
+Vietnamese syllables ([`~training.vietnamese.vietnamese_word`])."""
 COLOR_MODES = ("random", "dark-on-light", "plain")
-
-# Adobe glyph names of ASCII characters whose name is not the character itself.
-_ASCII_GLYPH_NAMES = {
-    "0": "zero", "1": "one", "2": "two", "3": "three", "4": "four", "5": "five", "6": "six", "7": "seven",
-    "8": "eight", "9": "nine", "!": "exclam", '"': "quotedbl", "#": "numbersign", "$": "dollar", "%": "percent",
-    "&": "ampersand", "'": "quotesingle", "(": "parenleft", ")": "parenright", "*": "asterisk", "+": "plus",
-    ",": "comma", "-": "hyphen", ".": "period", "/": "slash", ":": "colon", ";": "semicolon", "<": "less",
-    "=": "equal", ">": "greater", "?": "question", "@": "at", "[": "bracketleft", "\\": "backslash",
-    "]": "bracketright", "^": "asciicircum", "_": "underscore", "`": "grave", "{": "braceleft", "|": "bar",
-    "}": "braceright", "~": "asciitilde",
-}
-
-
-# --- fonts ------------------------------------------------------------------------------------------------------------
-def matplotlib_font_dir() -> Path:
-    import matplotlib
-
-    return Path(matplotlib.__file__).resolve().parent / "mpl-data" / "fonts" / "ttf"
-
-
-def _expected_glyph_names(char: str) -> tuple[str, ...]:
-    if char in _ASCII_GLYPH_NAMES:
-        return (_ASCII_GLYPH_NAMES[char],)
-    if char.isascii() and char.isalpha():
-        return (char,)
-    code = ord(char)
-    names = [f"uni{code:04X}", f"u{code:04X}", f"u{code:05X}"]
-    try:
-        from fontTools import agl
-
-        if code in agl.UV2AGL:
-            names.insert(0, agl.UV2AGL[code])
-    except ImportError:  # pragma: no cover - fontTools ships with matplotlib
-        pass
-    return tuple(names)
-
-
-def font_covers(path: str | os.PathLike, charset: str) -> bool:
-    """Whether the font really draws every character of `charset` as that character.
-
-    Three checks: the character map has every character; the glyph each one maps to carries the character's standard
-    name (this rejects symbol fonts such as cmsy10/cmex10, which map ASCII codes to math symbols, and LastResort,
-    which maps everything to placeholder boxes); and the rendered glyphs leave ink and are (almost all) distinct.
-    """
-    from fontTools.ttLib import TTFont
-
-    try:
-        font = TTFont(str(path), lazy=True)
-        cmap = font.getBestCmap() or {}
-    except Exception:
-        return False
-    for char in charset:
-        name = cmap.get(ord(char))
-        if name is None:
-            return False
-        expected = _expected_glyph_names(char)
-        # Variant suffixes like "a.alt" are fine; "zerooldstyle" (cmmi10's old-style digits, whose 0 is an o) is not.
-        if not any(name == e or name.startswith(e + ".") for e in expected):
-            return False
-    try:
-        pil_font = ImageFont.truetype(str(path), 24)
-    except OSError:
-        return False
-    bitmaps = set()
-    for char in charset:
-        canvas = Image.new("L", (48, 48), 0)
-        ImageDraw.Draw(canvas).text((8, 4), char, font=pil_font, fill=255)
-        pixels = np.asarray(canvas)
-        if pixels.max() < 128:
-            return False
-        bitmaps.add(pixels.tobytes())
-    return len(bitmaps) >= 0.9 * len(set(charset))
-
-
-def available_fonts(charset: str = DEFAULT_CHARSET, font_dir: str | None = None) -> tuple[str, ...]:
-    """Paths of the TrueType fonts in `font_dir` (default: matplotlib's) that can render every character of
-    `charset`, sorted by name (so a seed picks the same fonts everywhere)."""
-    return _available_fonts(charset, str(font_dir) if font_dir else None)
-
-
-@functools.lru_cache(maxsize=16)
-def _available_fonts(charset: str, font_dir: str | None) -> tuple[str, ...]:
-    directory = Path(font_dir) if font_dir else matplotlib_font_dir()
-    fonts = tuple(str(path) for path in sorted(directory.glob("*.ttf")) if font_covers(path, charset))
-    if not fonts:
-        raise RuntimeError(f"No font in {directory} can render the charset {charset!r}.")
-    return fonts
-
-
-@functools.lru_cache(maxsize=512)
-def _load_font(path: str, size: int) -> ImageFont.FreeTypeFont:
-    return ImageFont.truetype(path, size)
-
 
 # --- words -----------------------------------------------------------------------------------------------------------
 _ONSETS = ["b", "c", "d", "f", "g", "h", "j", "k", "l", "m", "n", "p", "r", "s", "t", "v", "w", "z",
@@ -170,6 +103,14 @@ def pseudo_word(rng: np.random.Generator, charset: str, length: int) -> str:
 
 
 def sample_word(rng: np.random.Generator, charset: str, min_len: int, max_len: int, kind: str = "mixed") -> str:
+    """One word of `kind` (see [`WORD_KINDS`]) of `min_len` to `max_len` characters."""
+    if kind == "vi":
+        # Vietnamese words have the lengths their syllables give them: draw until one fits.
+        for _ in range(1000):
+            word = vietnamese_word(rng)
+            if min_len <= len(word) <= max_len:
+                return word
+        raise ValueError(f"Vietnamese words of {min_len} to {max_len} characters are too rare; widen the range.")
     length = int(rng.integers(min_len, max_len + 1))
     if kind == "mixed":
         kind = "pseudo" if rng.random() < 0.5 else "random"
@@ -177,7 +118,12 @@ def sample_word(rng: np.random.Generator, charset: str, min_len: int, max_len: i
         return random_string(rng, charset, length)
     if kind == "pseudo":
         return pseudo_word(rng, charset, length)
-    raise ValueError(f"Unknown word kind {kind!r}; use 'random', 'pseudo' or 'mixed'.")
+    raise ValueError(f"Unknown word kind {kind!r}; use one of {', '.join(WORD_KINDS)}.")
+
+
+def word_key(word: str) -> str:
+    """What makes two words the same word for holding out: case and Unicode form do not ("Việt" is "VIỆT")."""
+    return unicodedata.normalize("NFC", word).casefold()
 
 
 def sample_split_words(
@@ -205,12 +151,12 @@ def sample_split_words(
     while len(test) < num_test:
         word = sample_word(rng, charset, min_len, max_len, kind)
         attempts += 1
-        if word not in seen:
-            seen.add(word)
+        if word_key(word) not in seen:
+            seen.add(word_key(word))
             test.append(word)
         elif attempts > 100 * (num_test + 10):
             raise ValueError("Cannot draw that many distinct test words with this charset and these lengths.")
-    held_out = frozenset(test)
+    held_out = frozenset(seen)
 
     rng = np.random.default_rng([seed, 2])
     pool_size = num_train if num_train_words is None else num_train_words
@@ -223,7 +169,7 @@ def sample_split_words(
         attempts += 1
         if attempts > 100 * (pool_size + 10):
             raise ValueError("Cannot draw enough training words that are not test words.")
-        if word in held_out or (distinct and word in pool_seen):
+        if word_key(word) in held_out or (distinct and word in pool_seen):
             continue
         pool_seen.add(word)
         pool.append(word)
@@ -232,8 +178,36 @@ def sample_split_words(
     else:
         order = np.random.default_rng([seed, 3]).permutation(num_train) % max(pool_size, 1)
         train = [pool[i] for i in order] if pool else []
-    assert not held_out.intersection(train)
+    assert not held_out.intersection(map(word_key, train))
     return train, test
+
+
+def read_words_file(path: str | os.PathLike) -> list[str]:
+    """The words of a UTF-8 file, one per line: NFC, surrounding whitespace stripped, empty lines skipped."""
+    with open(path, encoding="utf-8-sig") as handle:
+        words = [unicodedata.normalize("NFC", line.strip()) for line in handle]
+    words = [word for word in words if word]
+    if not words:
+        raise ValueError(f"{path} holds no words: expected one word per line (UTF-8).")
+    return words
+
+
+def split_word_list(words: Sequence[str], num_train: int, num_test: int, seed: int = 0) -> tuple[list[str], list[str]]:
+    """Test and training words from a given list: `num_test` distinct words (see [`word_key`]) are held out, and the
+    `num_train` training images draw (with replacement, uniformly) from the words that are left."""
+    spellings: dict[str, str] = {}
+    for word in words:
+        spellings.setdefault(word_key(word), word)
+    keys = list(spellings)
+    if num_test > len(keys) - (1 if num_train else 0):
+        raise ValueError(f"The list has {len(keys)} distinct words: cannot hold out {num_test} test words and still "
+                         "train. Give more words or a smaller --num-test.")
+    held_out = set(np.random.default_rng([seed, 1]).choice(len(keys), size=num_test, replace=False).tolist())
+    test = [spellings[keys[index]] for index in sorted(held_out)]
+    held_keys = {keys[index] for index in held_out}
+    pool = [word for word in words if word_key(word) not in held_keys]
+    draws = np.random.default_rng([seed, 2]).integers(len(pool), size=num_train) if num_train else []
+    return [pool[index] for index in draws], test
 
 
 # --- rendering -------------------------------------------------------------------------------------------------------
@@ -289,6 +263,7 @@ def render_word(
     min_contrast: float = 0.35,
     layout: str = "tight",
     colors: str = "random",
+    layout_engine: str | None = None,
 ) -> Image.Image:
     """Render `text` as an RGB word crop of `image_width` x `image_height`.
 
@@ -297,7 +272,10 @@ def render_word(
     difference >= `min_contrast`), an optional gradient, outline or shadow, a small rotation and shear, random
     padding (the word is cropped to its ink, padded and resized to the output size, as real crops are), blur,
     JPEG-like softness and Gaussian noise. `augment` in [0, 1] scales the strength of the geometric and noise
-    distortions (0 gives clean, upright renderings).
+    distortions (0 gives clean, upright renderings). `layout_engine`: Pillow's text layout, "basic" or "raqm" (default:
+    Pillow's choice, see [`~training.fonts.default_layout_engine`]).
+
+    `fonts` and `font` are used as given: [`generate_dataset`] passes for each word only the fonts that cover it.
     """
     if not text:
         raise ValueError("Cannot render an empty word.")
@@ -316,7 +294,7 @@ def render_word(
 
     # Draw large on a roomy canvas, then crop to the ink: the output resolution comes from the final resize.
     size = int(rng.integers(30, 46))
-    pil_font = _load_font(font, size)
+    pil_font = load_font(font, size, layout_engine)
     spacing = float(rng.uniform(-0.04, 0.12)) * size if rng.random() < 0.3 else 0.0
     left, top, right, bottom = pil_font.getbbox(text)
     text_width = right - left + int(max(spacing, 0) * len(text)) + 2
@@ -396,31 +374,37 @@ def _png_bytes(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def _render_chunk(job) -> list[bytes]:
-    words, seed, split_id, start, fonts, style = job
+def _render_chunk(job) -> list[tuple[bytes, int]]:
+    """PNG bytes and font index of each word of a chunk. Every image has its own generator, seeded by its position
+    in the split, so the output does not depend on how the words are cut into chunks or spread over processes."""
+    words, eligible_fonts, seed, split_id, start, fonts, style = job
     out = []
-    for offset, word in enumerate(words):
+    for offset, (word, eligible) in enumerate(zip(words, eligible_fonts)):
         rng = np.random.default_rng([seed, split_id, start + offset])
-        out.append(_png_bytes(render_word(word, rng=rng, fonts=fonts, **style)))
+        # The first draw of `render_word` when it picks the font itself: the same image either way.
+        index = eligible[int(rng.integers(len(eligible)))]
+        out.append((_png_bytes(render_word(word, rng=rng, font=fonts[index], **style)), index))
     return out
 
 
-def _render_all(words, seed, split_id, fonts, style, workers, chunk=500):
-    jobs = [(words[i:i + chunk], seed, split_id, i, fonts, style) for i in range(0, len(words), chunk)]
+def _render_all(words, eligible_fonts, seed, split_id, fonts, style, workers, chunk_size=500):
+    jobs = [(words[i:i + chunk_size], eligible_fonts[i:i + chunk_size], seed, split_id, i, fonts, style)
+            for i in range(0, len(words), chunk_size)]
     if workers <= 1 or len(jobs) <= 1:
         results = [_render_chunk(job) for job in jobs]
     else:
         with get_context("fork" if os.name == "posix" else "spawn").Pool(workers) as pool:
             results = pool.map(_render_chunk, jobs, chunksize=1)
-    return [png for chunk_result in results for png in chunk_result]
+    return [item for chunk_result in results for item in chunk_result]
 
 
-def _write_split(directory: Path, split: str, images: list[bytes], texts: list[str], shard_rows: int) -> list[str]:
+def _write_split(directory: Path, split: str, images: list[bytes], texts: list[str], font_names: list[str],
+                 shard_rows: int) -> list[str]:
     import pyarrow as pa
     import pyarrow.parquet as pq
     from datasets import Features, Image as ImageFeature, Value
 
-    features = Features({"image": ImageFeature(), "text": Value("string")})
+    features = Features({"image": ImageFeature(), "text": Value("string"), "font": Value("string")})
     schema = features.arrow_schema
     split_dir = directory / split
     split_dir.mkdir(parents=True, exist_ok=True)
@@ -434,6 +418,7 @@ def _write_split(directory: Path, split: str, images: list[bytes], texts: list[s
             {
                 "image": [{"bytes": png, "path": None} for png in images[rows]],
                 "text": texts[rows],
+                "font": font_names[rows],
             },
             schema=schema,
         )
@@ -443,13 +428,104 @@ def _write_split(directory: Path, split: str, images: list[bytes], texts: list[s
     return paths
 
 
+class FontPlan:
+    """Which fonts may draw which word: a font is used for a word only if it covers every character of it.
+
+    Built-in generators write any character of their charset, so only fonts covering the whole charset are kept
+    ([`for_charset`]); words from a list are matched font by font ([`for_words`]), and a word that no font covers is
+    left out.
+
+    Attributes:
+        fonts: the font files kept, sorted by path.
+        coverage: font file -> the characters of the data it draws.
+        left_out: font file -> why it was not kept.
+        needed: the characters the words may hold.
+    """
+
+    def __init__(self, fonts, coverage, left_out, needed):
+        self.fonts = tuple(fonts)
+        self.coverage = coverage
+        self.left_out = left_out
+        self.needed = needed
+        self._eligible_cache: dict[frozenset, tuple[int, ...]] = {}
+
+    @classmethod
+    def for_charset(cls, candidates: Sequence[str], charset: str) -> FontPlan:
+        needed = frozenset(charset)
+        coverage = {font: font_coverage(font, charset) & needed for font in candidates}
+        fonts = sorted(font for font in candidates if coverage[font] == needed)
+        left_out = {font: _lacks(needed - coverage[font], needed) for font in candidates if font not in fonts}
+        return cls(fonts, {font: coverage[font] for font in fonts}, left_out, needed)
+
+    @classmethod
+    def for_words(cls, candidates: Sequence[str], words: Sequence[str]) -> FontPlan:
+        needed = frozenset(char for word in words for char in word if not char.isspace())
+        characters = "".join(sorted(needed))
+        coverage = {font: font_coverage(font, characters) for font in candidates}
+        fonts = sorted(font for font in candidates if coverage[font])
+        left_out = {font: "covers none of the characters" for font in candidates if font not in fonts}
+        return cls(fonts, {font: coverage[font] for font in fonts}, left_out, needed)
+
+    def eligible(self, word: str) -> tuple[int, ...]:
+        """Indices (into `fonts`) of the fonts that draw every character of `word` (whitespace needs no glyph)."""
+        characters = frozenset(char for char in word if not char.isspace())
+        cached = self._eligible_cache.get(characters)
+        if cached is None:
+            cached = self._eligible_cache[characters] = tuple(
+                index for index, font in enumerate(self.fonts) if characters <= self.coverage[font]
+            )
+        return cached
+
+    def describe(self) -> dict:
+        """File name -> what the font covers of the data's characters, for the summary and the README."""
+        described = {}
+        for font in self.fonts:
+            missing = self.needed - self.coverage[font]
+            described[Path(font).name] = {"name": font_name(font), "path": font, "missing": _missing(missing)}
+        return described
+
+
+def _missing(characters) -> str:
+    return "".join(sorted(characters))
+
+
+def _lacks(missing, needed) -> str:
+    if missing == needed:
+        return "draws none of the characters"
+    listed = f": {_missing(missing)}" if len(missing) <= 24 else ""
+    return f"lacks {len(missing)} of the {len(needed)} characters{listed}"
+
+
+def _resolve_words(words: str, words_file, charset: str | None, min_len: int | None, max_len: int | None):
+    """The charset and length bounds the word source needs, and the word list (or `None`)."""
+    if words_file is not None:
+        word_list = read_words_file(words_file)
+        if charset is not None:
+            allowed = set(charset)
+            word_list = [word for word in word_list if set("".join(word.split())) <= allowed]
+            if not word_list:
+                raise ValueError(f"No word of {words_file} uses only characters of the charset.")
+        shortest = 1 if min_len is None else min_len
+        longest = max(len(word) for word in word_list) if max_len is None else max_len
+        word_list = [word for word in word_list if shortest <= len(word) <= longest]
+        if not word_list:
+            raise ValueError(f"No word of {words_file} has {shortest} to {longest} characters.")
+        return charset, shortest, longest, word_list
+    if words not in WORD_KINDS:
+        raise ValueError(f"Unknown word kind {words!r}; use one of {', '.join(WORD_KINDS)}.")
+    if charset is None:
+        charset = VIETNAMESE_CHARSET if words == "vi" else DEFAULT_CHARSET
+    default_min, default_max = (1, 14) if words == "vi" else (3, 10)
+    return charset, default_min if min_len is None else min_len, default_max if max_len is None else max_len, None
+
+
 def generate_dataset(
     out_dir: str | os.PathLike,
     num_train: int,
     num_test: int,
-    charset: str = DEFAULT_CHARSET,
-    min_len: int = 3,
-    max_len: int = 10,
+    charset: str | None = None,
+    min_len: int | None = None,
+    max_len: int | None = None,
     seed: int = 0,
     image_height: int = 32,
     image_width: int = 128,
@@ -463,36 +539,67 @@ def generate_dataset(
     workers: int | None = None,
     shard_rows: int = SHARD_ROWS,
     verbose: bool = False,
+    words_file: str | os.PathLike | None = None,
+    layout_engine: str | None = None,
+    chunk_size: int = 500,
 ) -> dict:
     """Render the train and test splits into `out_dir` (see the module docstring). Returns a summary dict (also
-    written to `out_dir/synth_config.json`) with the settings, counts and the time it took."""
+    written to `out_dir/synth_config.json`, and described in `out_dir/README.md`) with the settings, counts, the
+    fonts and what they covered, and the time it took.
+
+    `words`: a built-in generator (see [`WORD_KINDS`]; `charset` defaults to its alphabet, the lengths to 3-10, or
+    1-14 for Vietnamese), unless `words_file` gives the words (one per line; `charset`, if given, keeps only the
+    words it can write). `fonts`: see [`~training.fonts.resolve_fonts`]. `layout_engine`: Pillow's text layout,
+    "basic" or "raqm" (default: Pillow's own choice, recorded in the summary). `chunk_size`: words per task of a worker
+    process (the images do not depend on it, nor on `workers`).
+    """
+    charset, min_len, max_len, word_list = _resolve_words(words, words_file, charset, min_len, max_len)
     if min_len < 1 or max_len < min_len:
         raise ValueError(f"Need 1 <= min_len <= max_len, got {min_len}, {max_len}.")
-    if len(set(charset)) != len(charset):
+    if charset is not None and len(set(charset)) != len(charset):
         raise ValueError("The charset lists a character more than once.")
+    if layout_engine is None:
+        layout_engine = default_layout_engine()
+    elif layout_engine == "raqm" and default_layout_engine() != "raqm":
+        raise ValueError("Pillow cannot use the raqm layout here (it needs libraqm and libfribidi at run time): "
+                         "install FriBiDi (e.g. `apt install libfribidi0`) or use layout_engine='basic'.")
     start = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    usable = available_fonts(charset)
-    if fonts:
-        # Names or name fragments ("DejaVuSans", "Mono"), or paths of other TrueType fonts.
-        chosen = [path for path in usable if any(f in Path(path).stem for f in fonts if not os.path.isfile(f))]
-        chosen += [f for f in fonts if os.path.isfile(f) and font_covers(f, charset)]
-        if not chosen:
-            raise ValueError(f"None of the fonts {list(fonts)} can render the charset.")
-        usable = tuple(sorted(set(chosen)))
-    fonts = usable
-    train_words, test_words = sample_split_words(
-        num_train, num_test, charset, min_len, max_len, seed, words, num_train_words
-    )
+    candidates = resolve_fonts(fonts)
+    dropped_words: list[str] = []
+    if word_list is None:
+        plan = FontPlan.for_charset(candidates, charset)
+        if not plan.fonts:
+            raise ValueError(f"None of the fonts {list(fonts or ['(matplotlib)'])} can render the charset.")
+        train_words, test_words = sample_split_words(
+            num_train, num_test, charset, min_len, max_len, seed, words, num_train_words
+        )
+    else:
+        plan = FontPlan.for_words(candidates, word_list)
+        dropped_words = sorted({word for word in word_list if not plan.eligible(word)})
+        usable = [word for word in word_list if plan.eligible(word)]
+        if not usable:
+            raise ValueError(f"No font among {len(candidates)} covers any word of {words_file}: pass fonts for this "
+                             "script with --fonts (font files, directories, or installed family names).")
+        train_words, test_words = split_word_list(usable, num_train, num_test, seed)
     workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
     test_augment = augment if test_augment is None else test_augment
+    characters = "".join(sorted({char for word in train_words + test_words for char in word}))
     summary = {
         "num_train": num_train, "num_test": num_test, "charset": charset, "min_len": min_len, "max_len": max_len,
-        "seed": seed, "image_height": image_height, "image_width": image_width, "words": words,
+        "seed": seed, "image_height": image_height, "image_width": image_width,
+        "words": "file" if word_list is not None else words,
+        "words_file": None if words_file is None else str(words_file),
         "num_train_words": num_train_words, "distinct_train_words": len(set(train_words)),
         "augment": augment, "test_augment": test_augment, "layout": layout, "colors": colors,
-        "fonts": [Path(f).name for f in fonts],
+        "layout_engine": layout_engine,
+        "fonts": [Path(f).name for f in plan.fonts],
+        "characters": characters,
+        "font_coverage": plan.describe(),
+        "fonts_left_out": {Path(font).name: reason for font, reason in plan.left_out.items()},
+        "words_without_font": {"count": len(dropped_words), "examples": dropped_words[:20]},
+        "images_per_font": {},
     }
     for split_id, (split, split_words, split_augment) in enumerate(
         (("train", train_words, augment), ("test", test_words, test_augment))
@@ -501,15 +608,63 @@ def generate_dataset(
             continue
         t0 = time.perf_counter()
         style = dict(image_height=image_height, image_width=image_width, augment=split_augment, layout=layout,
-                     colors=colors)
-        images = _render_all(split_words, seed, split_id, fonts, style, workers)
-        summary[f"{split}_files"] = [Path(p).name for p in _write_split(out, split, images, split_words, shard_rows)]
+                     colors=colors, layout_engine=layout_engine)
+        eligible = [plan.eligible(word) for word in split_words]
+        rendered = _render_all(split_words, eligible, seed, split_id, plan.fonts, style, workers, chunk_size)
+        font_names = [Path(plan.fonts[index]).name for _, index in rendered]
+        files = _write_split(out, split, [png for png, _ in rendered], split_words, font_names, shard_rows)
+        summary[f"{split}_files"] = [Path(p).name for p in files]
+        summary["images_per_font"][split] = dict(sorted(Counter(font_names).items()))
         if verbose:
             print(f"{split}: {len(split_words)} images in {time.perf_counter() - t0:.1f}s", flush=True)
     summary["seconds"] = round(time.perf_counter() - start, 2)
     with open(out / "synth_config.json", "w", encoding="utf-8") as handle:
-        json.dump(summary, handle, indent=2)
+        json.dump(summary, handle, indent=2, ensure_ascii=False)
+    (out / "README.md").write_text(dataset_card(summary), encoding="utf-8")
     return summary
+
+
+def dataset_card(summary: dict) -> str:
+    """The data's README: what was rendered, how to load it, and which fonts covered what."""
+    source = (f"words from `{summary['words_file']}`" if summary["words"] == "file"
+              else f"built-in `{summary['words']}` words of {summary['min_len']} to {summary['max_len']} characters")
+    lines = [
+        "# Synthetic word images (training/synth.py)",
+        "",
+        f"{summary['num_train']} training and {summary['num_test']} test images of {source}, "
+        f"{summary['image_width']}x{summary['image_height']}, seed {summary['seed']}. No test word occurs in the "
+        "training split, in any letter case.",
+        "",
+        "```python",
+        "from datasets import load_dataset",
+        "data = load_dataset(\"parquet\", data_dir=\"<this directory>\")  # splits train and test: image, text, font",
+        "```",
+        "",
+        f"Characters in the data ({len(summary['characters'])}): `{summary['characters']}`",
+        "",
+        f"Text layout: Pillow's `{summary['layout_engine']}` engine (the other engine places glyphs differently).",
+        "",
+        "## Fonts",
+        "",
+        "A font draws a word only if it covers every character of the word (its character map holds the character, "
+        "the glyph is named after it, and it leaves ink), so no image shows a missing-glyph box.",
+        "",
+        "| font file | font | train images | test images | data characters it lacks |",
+        "|---|---|---:|---:|---|",
+    ]
+    per_font = summary["images_per_font"]
+    for file_name, info in summary["font_coverage"].items():
+        counts = [per_font.get(split, {}).get(file_name, 0) for split in ("train", "test")]
+        lacks = f"`{info['missing']}`" if info["missing"] else "none"
+        lines.append(f"| {file_name} | {info['name']} | {counts[0]} | {counts[1]} | {lacks} |")
+    if summary["fonts_left_out"]:
+        lines += ["", "Fonts left out:", ""]
+        lines += [f"- {name}: {reason}" for name, reason in summary["fonts_left_out"].items()]
+    dropped = summary["words_without_font"]
+    if dropped["count"]:
+        lines += ["", f"{dropped['count']} distinct words were left out because no font covers them, e.g. "
+                  + ", ".join(dropped["examples"][:10]) + "."]
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -518,14 +673,21 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("out_dir")
     parser.add_argument("--num-train", type=int, required=True)
     parser.add_argument("--num-test", type=int, required=True)
-    parser.add_argument("--charset", default=DEFAULT_CHARSET)
-    parser.add_argument("--min-len", type=int, default=3)
-    parser.add_argument("--max-len", type=int, default=10)
+    parser.add_argument("--language", choices=("en", "vi"), default="en",
+                        help="en: the --words generator over --charset; vi: Vietnamese syllables (same as --words vi)")
+    parser.add_argument("--words", choices=WORD_KINDS, default="mixed",
+                        help="random strings, pronounceable pseudo-words, half of each, or Vietnamese words")
+    parser.add_argument(
+        "--words-file", default=None, metavar="FILE",
+        help="draw the words from this UTF-8 file (one word per line) instead of a generator")
+    parser.add_argument("--charset", default=None,
+                        help="characters of generated words (default: 0-9a-z, or every Vietnamese letter with "
+                             "--language vi); with --words-file, keep only the words it can write")
+    parser.add_argument("--min-len", type=int, default=None, help="shortest word (default 3; 1 for Vietnamese)")
+    parser.add_argument("--max-len", type=int, default=None, help="longest word (default 10; 14 for Vietnamese)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--image-height", type=int, default=32)
     parser.add_argument("--image-width", type=int, default=128)
-    parser.add_argument("--words", choices=("random", "pseudo", "mixed"), default="mixed",
-                        help="random strings, pronounceable pseudo-words, or half of each")
     parser.add_argument("--num-train-words", type=int, default=None,
                         help="distinct training words to cycle through (default: a fresh word per image)")
     parser.add_argument("--augment", type=float, default=1.0, help="distortion strength in [0, 1]")
@@ -536,19 +698,49 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--colors", choices=COLOR_MODES, default="random",
                         help="random hues and polarity; dark text on lighter backgrounds; or near-black on white")
     parser.add_argument("--fonts", nargs="+", default=None,
-                        help="restrict to these fonts (names or name fragments of matplotlib's fonts, or .ttf paths)")
-    parser.add_argument("--workers", type=int, default=None, help="processes (default: CPU count)")
+                        help="fonts to draw with: font files (.ttf, .otf, .ttc) or directories of them, name fragments "
+                             "of matplotlib's fonts (DejaVu, DejaVuSansMono), or installed family names (default: "
+                             "matplotlib's fonts). Each word is drawn only with fonts that cover all its characters.")
+    parser.add_argument("--layout-engine", choices=LAYOUT_ENGINES, default=None,
+                        help="Pillow's text layout (default: raqm when Pillow finds it, else basic; recorded in "
+                             "synth_config.json). Give it to render the same images on machines that differ.")
+    parser.add_argument("--workers", type=int, default=None, help="processes (default: CPU count, at most 8)")
     args = parser.parse_args(argv)
-    summary = generate_dataset(
-        args.out_dir, args.num_train, args.num_test, charset=args.charset, min_len=args.min_len,
-        max_len=args.max_len, seed=args.seed, image_height=args.image_height, image_width=args.image_width,
-        words=args.words, num_train_words=args.num_train_words, augment=args.augment,
-        test_augment=args.test_augment, layout=args.layout, colors=args.colors, fonts=args.fonts,
-        workers=args.workers, verbose=True,
-    )
+    words = "vi" if args.language == "vi" else args.words
+    try:
+        summary = generate_dataset(
+            args.out_dir, args.num_train, args.num_test, charset=args.charset, min_len=args.min_len,
+            max_len=args.max_len, seed=args.seed, image_height=args.image_height, image_width=args.image_width,
+            words=words, num_train_words=args.num_train_words, augment=args.augment,
+            test_augment=args.test_augment, layout=args.layout, colors=args.colors, fonts=args.fonts,
+            workers=args.workers, verbose=True, words_file=args.words_file, layout_engine=args.layout_engine,
+        )
+    except (ValueError, OSError) as error:
+        parser.error(str(error))
     print(f"Wrote {args.num_train} train / {args.num_test} test images to {args.out_dir} "
-          f"in {summary['seconds']:.1f}s ({len(summary['fonts'])} fonts).")
+          f"in {summary['seconds']:.1f}s ({len(summary['fonts'])} fonts; see its README.md).")
     return summary
+
+
+__all__ = [
+    "COLOR_MODES",
+    "DEFAULT_CHARSET",
+    "LAYOUTS",
+    "WORD_KINDS",
+    "FontPlan",
+    "available_fonts",  # re-exported from training.fonts, with the two below
+    "dataset_card",
+    "font_covers",
+    "generate_dataset",
+    "main",
+    "matplotlib_font_dir",
+    "read_words_file",
+    "render_word",
+    "sample_split_words",
+    "sample_word",
+    "split_word_list",
+    "word_key",
+]
 
 
 if __name__ == "__main__":

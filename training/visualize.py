@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import unicodedata
 from collections.abc import Sequence
 
 from PIL import Image, ImageDraw, ImageFont
@@ -35,6 +36,15 @@ def _as_pil(image) -> Image.Image:
     return to_rgb_image(image)
 
 
+def _same_reading(prediction: str, label: str, case_sensitive: bool, charset: str | None) -> bool:
+    if case_sensitive:
+        return prediction == label
+    if charset is None:
+        return adapt_to_charset(prediction, CHARSET_36) == adapt_to_charset(label, CHARSET_36)
+    prediction, label = (unicodedata.normalize("NFC", text) for text in (prediction, label))
+    return adapt_to_charset(prediction, charset) == adapt_to_charset(label, charset)
+
+
 def _fit(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> str:
     if draw.textlength(text, font=font) <= width:
         return text
@@ -54,13 +64,15 @@ def save_prediction_grid(
     image_height: int = 48,
     title: str | None = None,
     case_sensitive: bool = False,
+    charset: str | None = None,
 ) -> Image.Image:
     """Write a grid of `images`, each captioned with its prediction and confidence, to the PNG `path`.
 
-    A correct reading (prediction equals the label under the 36-character protocol unless `case_sensitive`) gets a
-    green caption and a check mark; a wrong one is red with a cross and the true label below. Without `labels`
-    captions are neutral grey. Each cell is `cell_width` wide; the crop is scaled to `image_height` (keeping its
-    aspect ratio, at most `cell_width` wide). Returns the grid image.
+    A correct reading (prediction equals the label under the 36-character protocol, or adapted to `charset` (e.g. a
+    Vietnamese model's own) in Unicode NFC, or exactly with `case_sensitive`) gets a green caption and a check mark;
+    a wrong one is red with a cross and the true label below. Without `labels` captions are neutral grey. Each cell
+    is `cell_width` wide; the crop is scaled to `image_height` (keeping its aspect ratio, at most `cell_width` wide).
+    Returns the grid image.
     """
     count = len(images)
     if count == 0:
@@ -97,10 +109,7 @@ def save_prediction_grid(
         if labels is None:
             color, mark, correct = GREY, "", None
         else:
-            label = labels[index]
-            correct = prediction == label if case_sensitive else (
-                adapt_to_charset(prediction, CHARSET_36) == adapt_to_charset(label, CHARSET_36)
-            )
+            correct = _same_reading(prediction, labels[index], case_sensitive, charset)
             num_correct += bool(correct)
             color, mark = (GREEN, "✓") if correct else (RED, "✗")
         confidence = f" {100 * float(confidences[index]):.0f}%" if confidences is not None else ""
