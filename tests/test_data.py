@@ -530,6 +530,18 @@ def test_collator_decodes_bytes_keeps_texts_and_leaves_out_skipped_records(proce
     assert empty["pixel_values"].shape == (0, 3, 32, 32) and empty["labels"].shape[0] == 0
 
 
+def test_placeholders_keep_one_row_per_record(processor):
+    records = [(png_bytes(0), "ab"), (NOT_AN_IMAGE, "cd"), (png_bytes(1), "!!")]
+    dataset = EvaluationDataset(records, STRExampleFilter(LabelCleaner(CHARSET_36)), placeholders=True)
+    batch = STRDataCollator(processor, max_label_length=4)([dataset[i] for i in range(3)])
+    assert batch["pixel_values"].shape == (3, 3, 32, 32) and batch["pixel_values"][1:].abs().sum() == 0
+    assert batch["labels"][1:].eq(-100).all() and processor.batch_decode(batch["labels"][:1]) == ["ab"]
+    # What each record counts for travels in its row (the Trainer sums the rows it gathers).
+    assert as_counter(batch["data_counts"][1:].sum(dim=0)) == collections.Counter(
+        undecodable_image=1, empty_after_filtering=1)
+    assert as_counter(batch["data_counts"].sum(dim=0)) == dataset.stats
+
+
 def test_collator_errors(processor):
     collator = STRDataCollator(processor)
     with pytest.raises(ValueError, match="empty batch"):
@@ -538,3 +550,23 @@ def test_collator_errors(processor):
         collator([{"image": NOT_AN_IMAGE, "text": "ab"}])
     with pytest.raises(ValueError, match="'image' and 'text'"):
         collator([{"text": "ab"}])
+
+
+@pytest.mark.parametrize("streaming", [True, False])
+def test_a_source_without_any_usable_example_is_refused_before_training(tmp_path, streaming):
+    # Every label is outside the charset: training would otherwise stall on empty batches.
+    write_lmdb(tmp_path / "greek", [(png_bytes(0), "αβγ")] * 3)
+    with pytest.raises(ValueError, match=r"greek.*empty_after_filtering"):
+        build_train_dataset([str(tmp_path / "greek")], charset="abc", streaming=streaming)
+
+
+def test_a_parquet_source_with_no_rows_is_refused_by_name(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    table = datasets.Dataset.from_dict(
+        {"image": [], "text": []},
+        features=datasets.Features({"image": datasets.Image(), "text": datasets.Value("string")}),
+    )
+    table.to_parquet(str(empty / "train-00000-of-00001.parquet"))
+    with pytest.raises(ValueError, match="empty"):
+        build_train_dataset([str(empty)], charset="abc", streaming=True)

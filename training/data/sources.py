@@ -3,6 +3,8 @@ datasets from a list of sources."""
 
 from __future__ import annotations
 
+import collections
+import itertools
 import logging
 import math
 import os
@@ -24,6 +26,8 @@ STR_FEATURES = datasets.Features({"image": datasets.Image(decode=False), "text":
 
 # Shards of a `save_to_disk` dataset when streamed, so DataLoader workers can share the work.
 _SAVED_TO_DISK_SHARDS = 64
+# Records of each training source read before training starts, to find one usable example (see `_check_usable`).
+_PREFLIGHT_RECORDS = 1_000
 # Fewer shards than this in a streamed source limits DataLoader parallelism: warn.
 _FEW_SHARDS = 8
 # Keyword arguments of `datasets.load_dataset` that mean nothing for LMDB sources.
@@ -304,6 +308,34 @@ def _warn_about_few_shards(sources: list[str], loaded: list):
             )
 
 
+def _first_records(dataset):
+    if isinstance(dataset, datasets.IterableDataset):
+        return itertools.islice(dataset, _PREFLIGHT_RECORDS)
+    return (dataset[index] for index in range(min(len(dataset), _PREFLIGHT_RECORDS)))
+
+
+def _check_usable(source: str, dataset, example_filter: STRExampleFilter) -> None:
+    """Refuse, before training starts, a source that cannot be read or none of whose first records can be used,
+    naming the source and what was skipped (a stream of only unusable examples would otherwise end in an accelerate
+    error about an empty batch, and a 0-row parquet file in a pyarrow one)."""
+    skipped: collections.Counter = collections.Counter()
+    try:
+        for record in _first_records(dataset):
+            kept, counts = example_filter.check(record)
+            if kept is not None:
+                return
+            skipped.update(counts)
+    except Exception as error:  # noqa: BLE001 - whatever the reader raises, say which source it was
+        raise ValueError(f"Cannot read training source {source}: {type(error).__name__}: {error}") from error
+    if not skipped:
+        raise ValueError(f"Training source {source} holds no records (check the path, --train_split and the files).")
+    raise ValueError(
+        f"No usable example in the first {sum(skipped.values())} records of training source {source}: skipped "
+        f"{dict(sorted(skipped.items()))}. Check --image_column / --text_column, the charset (--charset or "
+        "--charset_file) and --max_label_length."
+    )
+
+
 def build_train_dataset(
     sources: Sequence[str] | str,
     weights: Sequence[float] | None = None,
@@ -342,6 +374,10 @@ def build_train_dataset(
             e.g. [`~training.augment.RandAugmentSTR`].
         load_kwargs: passed to `datasets.load_dataset` (e.g. `cache_dir`, `token`).
 
+    Raises:
+        ValueError: a source cannot be read, holds no records, or none of its first 1,000 records is usable (the
+            message names the source and the skip counts).
+
     Returns:
         A [`FilteredIterableDataset`] (streaming) or [`FilteredMapDataset`] of `{"image": PIL.Image, "text": str}`;
         its `stats` count kept and skipped examples.
@@ -355,6 +391,8 @@ def build_train_dataset(
                          text_column=text_column, **load_kwargs)
         for source in sources
     ]
+    for source, dataset in zip(sources, loaded):
+        _check_usable(source, dataset, example_filter)
     if streaming:
         # DataLoader workers split a stream by shards, and an interleaved stream has as many shards as its smallest
         # source: cut parquet sources into row groups so that a single-file source does not idle the workers.
