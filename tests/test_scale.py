@@ -35,6 +35,11 @@ WORDS = ["cat", "tree", "house", "garden", "neighborhood",  # the first parquet 
          "elephant", "chocolate", "basketball", "electricity", "refrigerator"]  # the second: long ones
 GLOBAL_BATCH = len(WORDS)
 TOLERANCE = 1e-4
+# The evaluation data: the LMDB's 11 records and a corrupt image. In batches of 8 on 2 processes, the first process
+# reads records 0-7, the second 8-11 and, to fill its batch, 0-3 again: only the second one skips a record.
+EVAL_BATCH = 8
+EVAL_CORRUPT_AT = 9
+CORRUPT = (b"\x89PNG\r\n\x1a\n truncated", "broken")
 TWO_PROCESSES = (sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                  "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no")
 
@@ -50,7 +55,9 @@ def workspace(tmp_path_factory):
     for shard, part in enumerate((records[:half], records[half:])):
         table = datasets.Dataset.from_list(part).cast_column("image", datasets.Image())
         table.to_parquet(str(root / "parquet" / f"train-{shard:05d}-of-00002.parquet"))
-    write_lmdb(root / "lmdb", list(zip(images, WORDS)) + [(png_bytes_of(word_image("sun")), "sun")])
+    samples = list(zip(images, WORDS)) + [(png_bytes_of(word_image("sun")), "sun")]
+    write_lmdb(root / "lmdb", samples)
+    write_lmdb(root / "lmdb-eval", samples[:EVAL_CORRUPT_AT] + [CORRUPT] + samples[EVAL_CORRUPT_AT:])
     return root, clip
 
 
@@ -95,7 +102,8 @@ def assert_same_numbers(logs, reference, steps=(1, 2)):
 def test_two_processes_give_the_loss_and_gradients_of_one(workspace, one_process, source):
     root, _ = workspace
     # The LMDB run also evaluates (an LMDB has no splits to choose) on two processes, after its last step.
-    evaluation = ["--eval_datasets", str(root / "lmdb"), "--eval_strategy", "steps", "--eval_steps", "2"]
+    evaluation = ["--eval_datasets", str(root / "lmdb-eval"), "--eval_strategy", "steps", "--eval_steps", "2",
+                  "--per_device_eval_batch_size", str(EVAL_BATCH)]
     logs = train(workspace, f"two-processes-{source}", source, *(evaluation if source == "lmdb" else []),
                  launcher=TWO_PROCESSES, batch_size=GLOBAL_BATCH // 2)
     print(f"{source}: two processes {[(logs[s]['loss'], logs[s]['grad_norm']) for s in (1, 2)]}, one "
@@ -107,9 +115,18 @@ def test_two_processes_give_the_loss_and_gradients_of_one(workspace, one_process
     assert logs[1]["data/kept"] == one_process[1]["data/kept"] == GLOBAL_BATCH
     assert logs[2]["data/kept"] == one_process[2]["data/kept"] == 2 * GLOBAL_BATCH
     assert json.loads((root / f"two-processes-{source}" / "run_str_args.json").read_text())["world_size"] == 2
-    if source == "lmdb":  # each of the 11 records scored once, though the processes' batches were padded to 2 x 8
+    if source == "lmdb":
+        # Each of the 11 usable records scored once, though the processes' batches were padded to 2 x 8 and only the
+        # second process skipped a record (a batch of 7 against one of 8, had the skip left the batch).
         evaluations = [entry for entry in logs["others"] if "eval_word_accuracy" in entry]
-        assert len(evaluations) == 1 and evaluations[0]["eval_num_samples"] == GLOBAL_BATCH + 1
+        final = json.loads((root / f"two-processes-{source}" / "eval_results.json").read_text())
+        for metrics in (*evaluations, final):
+            assert metrics["eval_num_samples"] == GLOBAL_BATCH + 1 and metrics["eval_loss"] > 0
+            # Every record counted once: the second process's repeated records 0-3 are not counted again.
+            assert metrics["eval_data/kept"] == GLOBAL_BATCH + 1 and metrics["eval_data/undecodable_image"] == 1
+            assert sum(count for key, count in metrics.items()
+                       if key.startswith("eval_data/") and key != "eval_data/removed_characters") == GLOBAL_BATCH + 2
+        assert len(evaluations) == 1
 
 
 def test_gradient_accumulation_gives_the_loss_and_gradients_of_the_whole_batch(workspace, one_process):

@@ -7,13 +7,15 @@ import functools
 
 import torch
 from accelerate.data_loader import prepare_data_loader
-from transformers import Seq2SeqTrainer
+from transformers import EvalPrediction, Seq2SeqTrainer
 from transformers.trainer_pt_utils import nested_detach
 
 from modeling_clip4str.permutation_loss_clip4str import num_loss_targets
 
 from training.checkpoints import DataStateCallback, ResumableCheckpointsMixin
+from training.data.collation import PLACEHOLDER_LABEL_ID
 from training.data.counts import CONSUMED_COUNTS_KEY, COUNTED, as_counter
+from training.data.filtering import EvaluationDataset
 
 # Parameters the reference never decays: gains, biases and other vectors, and the decoders' token embeddings and
 # position queries.
@@ -66,11 +68,30 @@ def scaled_learning_rate(args) -> float:
     return args.learning_rate * total_batch / 512
 
 
-def _data_counts(dataloader):
-    """The [`~training.data.DataCounts`] of a DataLoader's filtered dataset, if it has one."""
-    dataset = getattr(dataloader, "dataset", None)
-    dataset = getattr(dataset, "dataset", dataset)  # accelerate wraps streams in an IterableDatasetShard
-    return getattr(getattr(dataset, "example_filter", None), "counts", None)
+def _usable_rows(labels):
+    """`[B]`: the rows of `labels` (`[B, L]`, a tensor or an array) that are not placeholders: a placeholder's label
+    is `PLACEHOLDER_LABEL_ID` (< 0) at every position, a real one holds at least `[E]`."""
+    return (labels >= 0).any(-1)
+
+
+def _without_placeholder_rows(compute_metrics):
+    """`compute_metrics` called on the rows of the usable records only (placeholder rows have labels all < 0)."""
+
+    @functools.wraps(compute_metrics)
+    def wrapped(prediction: EvalPrediction, **kwargs):
+        labels = prediction.label_ids
+        if labels is None or isinstance(labels, (tuple, list)):
+            return compute_metrics(prediction, **kwargs)
+        usable = _usable_rows(labels)
+
+        def rows(value):
+            return value[usable] if value is not None and not isinstance(value, (tuple, list)) else value
+
+        kept = EvalPrediction(predictions=rows(prediction.predictions), label_ids=labels[usable],
+                              inputs=rows(prediction.inputs), losses=prediction.losses)
+        return compute_metrics(kept, **kwargs)
+
+    return wrapped
 
 
 class CLIP4STRTrainer(ResumableCheckpointsMixin, Seq2SeqTrainer):
@@ -271,49 +292,93 @@ class CLIP4STRTrainer(ResumableCheckpointsMixin, Seq2SeqTrainer):
             logs = {**logs, **{f"data/{key}": count for key, count in sorted(counts.items())}}
         super().log(logs, *args, **kwargs)
 
+    # Set by `evaluation_loop` for the pass under way: per-row sums of the gathered rows (see `_tally_rows`).
+    _eval_tally: dict | None = None
+
     def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
                         metric_key_prefix="eval"):
-        """The Trainer's loop, with the evaluation dataset's counts of this pass (summed over processes) added to
-        the metrics as `<prefix>_data/<key>`."""
-        counts = _data_counts(dataloader)
-        if counts is not None:
-            counts.reset()
+        """The Trainer's loop, reading an [`~training.data.EvaluationDataset`] one row per record (skipped records as
+        placeholder rows, see [`~training.data.STRDataCollator`]): every process gathers batches of the same size,
+        and the distributed sampler's repeated records, which `gather_for_metrics` trims by position, are trimmed
+        right. `compute_metrics` sees the usable records only; the returned predictions keep one row per record
+        (placeholders: -100).
+
+        `<prefix>_loss` is the mean of the batches' losses weighted by their usable records (repeated records left
+        out), so that a batch without a usable record has no weight; `<prefix>_data/<key>` are the counts of the
+        records of this pass (kept, skipped by reason, removed characters), each record once."""
+        dataset = getattr(dataloader, "dataset", None)
+        if isinstance(dataset, EvaluationDataset):
+            dataset.placeholders = True  # before the DataLoader (and its workers) reads it
         # Seq2SeqTrainer's evaluate and predict gather with `gather`, which keeps the records the distributed sampler
         # repeats to give every process full batches (10 records on 2 processes, batches of 8: 16 scored);
         # `gather_for_metrics` leaves them out.
         self.gather_function = functools.partial(
             self.accelerator.gather_for_metrics, use_gather_object=self.args.eval_use_gather_object
         )
-        output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
-        if counts is not None:
-            totals = self.accelerator.reduce(counts.column_totals().to(self.args.device), reduction="sum")
-            for key, count in sorted(as_counter(totals.cpu()).items()):
+        self._eval_tally = {"loss": torch.zeros(2, dtype=torch.float64), "counts": None}
+        compute_metrics = self.compute_metrics
+        if compute_metrics is not None:
+            self.compute_metrics = _without_placeholder_rows(compute_metrics)
+        try:
+            output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys,
+                                             metric_key_prefix)
+        finally:
+            self.compute_metrics = compute_metrics
+        tally, self._eval_tally = self._eval_tally, None
+        loss_sum, usable = tally["loss"].tolist()
+        if usable:
+            output.metrics[f"{metric_key_prefix}_loss"] = loss_sum / usable
+        if tally["counts"] is not None:
+            for key, count in sorted(as_counter(tally["counts"]).items()):
                 output.metrics[f"{metric_key_prefix}_data/{key}"] = count
         return output
 
+    def _tally_rows(self, loss: torch.Tensor | None, usable: torch.BoolTensor, counts: torch.Tensor | None):
+        """Adds a batch's rows, gathered from every process without the sampler's repeated records, to this pass's
+        tally: each usable row brings its batch's loss (`loss`, the mean over the batch's usable rows), and each row
+        what its record counts for (`counts`, `[B, len(COUNTED)]`)."""
+        if self._eval_tally is None:
+            return
+        if loss is not None:
+            rows = torch.stack([torch.where(usable, loss.float(), 0.0), usable.float()], dim=1)
+            self._eval_tally["loss"] += self.accelerator.gather_for_metrics(rows).sum(dim=0).double().cpu()
+        if counts is not None:
+            total = self.accelerator.gather_for_metrics(counts).sum(dim=0).cpu()
+            previous = self._eval_tally["counts"]
+            self._eval_tally["counts"] = total if previous is None else previous + total
+
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None, **gen_kwargs):
         """The loss (the model is in eval mode, where its permutation orders come from a fixed seed: the same loss at
-        every evaluation) and the generated ids as predictions.
+        every evaluation) and the generated ids as predictions, of the usable rows.
 
-        A batch whose records were all skipped is empty: no loss, and it predicts nothing (empty tensors, so that
-        every process still takes part in gathering the predictions)."""
+        Placeholder rows (a skipped record) and a batch without usable rows take part in every gathering like the
+        others: their predictions are -100, and they add nothing to the loss (see `evaluation_loop`). A batch of
+        only `None` items (an `EvaluationDataset` without placeholders) is empty."""
         inputs = self._prepare_inputs(inputs)
-        inputs.pop(CONSUMED_COUNTS_KEY, None)
+        counts = inputs.pop(CONSUMED_COUNTS_KEY, None)
         labels = inputs.get("labels")
-        if len(inputs["pixel_values"]) == 0:
-            if prediction_loss_only:
-                return None, None, None
-            return None, labels.new_empty(0, 1), labels
+        pixel_values = inputs["pixel_values"]
+        usable = _usable_rows(labels) if labels is not None else torch.ones(len(pixel_values), dtype=torch.bool,
+                                                                              device=pixel_values.device)
         loss = None
         with torch.no_grad():
             if labels is not None:
-                with self.compute_loss_context_manager():
-                    loss = model(pixel_values=inputs["pixel_values"], labels=labels).loss.detach()
+                loss = pixel_values.new_zeros(())
+                if usable.any():
+                    with self.compute_loss_context_manager():
+                        loss = model(pixel_values=pixel_values[usable], labels=labels[usable]).loss.detach()
+            self._tally_rows(loss, usable, counts)
             if prediction_loss_only:
-                return loss, None, None
-            # `--generation_max_length` / `--generation_num_beams` reach `generate`, which honours a length cap and
-            # refuses beam search by name rather than ignoring it.
-            if not gen_kwargs and hasattr(self, "_gen_kwargs"):
-                gen_kwargs = self._gen_kwargs.copy()
-            sequences = self.accelerator.unwrap_model(model).generate(pixel_values=inputs["pixel_values"], **gen_kwargs)
-        return loss, nested_detach(sequences), labels
+                return None, None, None
+            predictions = torch.full((len(pixel_values), 1), PLACEHOLDER_LABEL_ID, device=pixel_values.device,
+                                     dtype=torch.long)
+            if usable.any():
+                # `--generation_max_length` / `--generation_num_beams` reach `generate`, which honours a length cap
+                # and refuses beam search by name rather than ignoring it.
+                if not gen_kwargs and hasattr(self, "_gen_kwargs"):
+                    gen_kwargs = self._gen_kwargs.copy()
+                generated = self.accelerator.unwrap_model(model).generate(pixel_values=pixel_values[usable],
+                                                                          **gen_kwargs)
+                predictions = predictions.new_full((len(pixel_values), generated.shape[1]), PLACEHOLDER_LABEL_ID)
+                predictions[usable] = generated
+        return None, nested_detach(predictions), labels

@@ -8,7 +8,10 @@ import torch
 from PIL import Image
 
 from .counts import CONSUMED_COUNTS_KEY
-from .filtering import decode_image
+from .filtering import PLACEHOLDER_KEY, decode_image
+
+# Label id of every position of a placeholder row (the Trainer's "ignore" value): a real label always holds [E].
+PLACEHOLDER_LABEL_ID = -100
 
 
 class STRDataCollator:
@@ -19,8 +22,11 @@ class STRDataCollator:
     dispatching, the gathering of evaluation labels), and the model trims the padding to the batch's longest word.
 
     `None` items (records an [`~training.data.EvaluationDataset`] skipped, counted there) are left out; a batch of
-    only `None` items gives empty tensors. The same collator serves training and evaluation: augmentation is the
-    training dataset's transform, applied before this.
+    only `None` items gives empty tensors. Placeholder items (`{PLACEHOLDER_KEY: True, ...}`, a skipped record of an
+    `EvaluationDataset` with `placeholders`) keep their row: a blank image (zeros), a label of
+    `PLACEHOLDER_LABEL_ID` (-100) at every position (text `None` without `encode_labels`), and their counts. The
+    same collator serves training and evaluation: augmentation is the training dataset's transform, applied before
+    this.
 
     Args:
         processor ([`CLIP4STRProcessor`]): image processor + character tokenizer.
@@ -43,9 +49,13 @@ class STRDataCollator:
     def __call__(self, examples: list[dict | None]) -> dict:
         if not examples:
             raise ValueError("STRDataCollator got an empty batch: there is nothing to collate.")
-        images, texts, consumed_counts = [], [], []
+        images, texts, consumed_counts, usable = [], [], [], []
         for position, example in enumerate(examples):
             if example is None:
+                continue
+            if isinstance(example, Mapping) and example.get(PLACEHOLDER_KEY):
+                usable.append(False)
+                consumed_counts.append(example[CONSUMED_COUNTS_KEY])
                 continue
             if not isinstance(example, Mapping) or "image" not in example or "text" not in example:
                 found = f"keys {sorted(example)}" if isinstance(example, Mapping) else type(example).__name__
@@ -55,18 +65,38 @@ class STRDataCollator:
                 raise ValueError(f"Example {position} of the batch has a label of type {kind}.")
             images.append(self._image(example["image"], position))
             texts.append(example["text"])
+            usable.append(True)
             if CONSUMED_COUNTS_KEY in example:
                 consumed_counts.append(example[CONSUMED_COUNTS_KEY])
-        if not images:
+        if not usable:
             return self._empty_batch()
-        batch = {"pixel_values": self.processor(images=images)["pixel_values"]}
-        if self.encode_labels:
-            batch["labels"] = self._padded(self.processor(text=texts, max_label_length=self.max_label_length)["labels"])
-        else:
-            batch["texts"] = texts
-        if consumed_counts:  # training examples: what each counts for, added up by the Trainer when it trains on it
+        batch = self._empty_batch()
+        if images:
+            batch["pixel_values"] = self.processor(images=images)["pixel_values"]
+            if self.encode_labels:
+                labels = self.processor(text=texts, max_label_length=self.max_label_length)["labels"]
+                batch["labels"] = self._padded(labels)
+            else:
+                batch["texts"] = texts
+        if not all(usable):
+            batch = self._with_placeholder_rows(batch, torch.tensor(usable))
+        if consumed_counts:  # what each example counts for, added up by the Trainer when it uses the batch
             batch[CONSUMED_COUNTS_KEY] = torch.stack(consumed_counts)
         return batch
+
+    def _with_placeholder_rows(self, batch: dict, usable: torch.BoolTensor) -> dict:
+        """The batch of the usable examples with placeholder rows where `usable` (`[B]`) is `False`."""
+        pixel_values = batch["pixel_values"].new_zeros(len(usable), *batch["pixel_values"].shape[1:])
+        pixel_values[usable] = batch["pixel_values"]
+        result = {"pixel_values": pixel_values}
+        if self.encode_labels:
+            labels = batch["labels"].new_full((len(usable), batch["labels"].shape[1]), PLACEHOLDER_LABEL_ID)
+            labels[usable] = batch["labels"]
+            result["labels"] = labels
+        else:
+            texts = iter(batch["texts"])
+            result["texts"] = [next(texts) if is_usable else None for is_usable in usable.tolist()]
+        return result
 
     def _padded(self, labels: torch.LongTensor) -> torch.LongTensor:
         """`[B, W]` -> `[B, max_label_length + 1]`, padded with `[P]`."""
@@ -99,4 +129,4 @@ class STRDataCollator:
         return batch
 
 
-__all__ = ["STRDataCollator"]
+__all__ = ["PLACEHOLDER_LABEL_ID", "STRDataCollator"]

@@ -42,6 +42,9 @@ _MAX_REPORTED_ERRORS = 5
 # Failures to read a record of a map-style source that only skip it (anything else is a bug and raises).
 _RECORD_ERRORS = (KeyError, OSError, ValueError, UnicodeDecodeError)
 
+PLACEHOLDER_KEY = "skipped_record"
+"""Marks the item of a record an [`EvaluationDataset`] skipped, when it gives placeholders instead of `None`."""
+
 
 def decode_image(value) -> Image.Image:
     """An example's image (encoded bytes, a `{"bytes", "path"}` dict, a path, a PIL image or an array) as a fully
@@ -324,32 +327,55 @@ class EvaluationDataset(_FilteredView, torch.utils.data.Dataset):
     when it was skipped (counted in `stats`, with `"unreadable_record"` for a record that could not be read at all).
     [`~training.data.STRDataCollator`] leaves the `None` items out of the batch.
 
+    With `placeholders` (the Trainer sets it), every item is a dict carrying what its record counts for under
+    [`CONSUMED_COUNTS_KEY`], and a skipped record is `{PLACEHOLDER_KEY: True, CONSUMED_COUNTS_KEY: ...}`, which the
+    collator turns into a placeholder row: batches then keep one row per record, so that batches of several
+    processes have the same size and the distributed sampler's repeated records can be trimmed by position.
+
     Args:
         source: a `datasets.Dataset`, an [`~training.data.LmdbDataset`], a torch map-style `Dataset` or a list of
             examples (mappings or `(image, text)` pairs).
         example_filter ([`STRExampleFilter`]).
+        placeholders (`bool`, defaults to `False`): skipped records as placeholders instead of `None`.
     """
 
     transform = None
 
-    def __init__(self, source, example_filter: STRExampleFilter):
+    def __init__(self, source, example_filter: STRExampleFilter, placeholders: bool = False):
         self.source = source
         self.example_filter = example_filter
+        self.placeholders = placeholders
 
     def __len__(self) -> int:
         return len(self.source)
 
     def __getitem__(self, i: int) -> dict | None:
+        kept, counts = self._checked(i)
+        self.example_filter.counts.add(counts)
+        if not self.placeholders:
+            return kept
+        if kept is None:
+            return {PLACEHOLDER_KEY: True, CONSUMED_COUNTS_KEY: count_vector(counts)}
+        kept[CONSUMED_COUNTS_KEY] = count_vector(counts)
+        return kept
+
+    def _checked(self, i: int) -> tuple[dict | None, dict[str, int]]:
         try:
             record = self.source[i]
         except _RECORD_ERRORS as error:  # a broken record, not a bug
             logger.debug(f"Unreadable record {i}: {error}")
-            self.example_filter.counts.add({"unreadable_record": 1})
-            return None
-        return self.example_filter(record)
+            return None, {"unreadable_record": 1}
+        return self.example_filter.check(record)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(source={self.source!r}, records={len(self)})"
 
 
-__all__ = ["EvaluationDataset", "FilteredIterableDataset", "FilteredMapDataset", "STRExampleFilter", "decode_image"]
+__all__ = [
+    "PLACEHOLDER_KEY",
+    "EvaluationDataset",
+    "FilteredIterableDataset",
+    "FilteredMapDataset",
+    "STRExampleFilter",
+    "decode_image",
+]
