@@ -400,6 +400,7 @@ def convert(
             "same one), or a Hub id when online."
         ) from error
     processor = CLIP4STRProcessor.from_config(config)
+    _say_what_was_assumed(config, hyper_parameters, config_overrides)
     if output_dir is not None:
         model.save_pretrained(output_dir)
         processor.save_pretrained(output_dir)
@@ -408,6 +409,23 @@ def convert(
         write_converted_model_card(output_dir, config, checkpoint, hyper_parameters=hyper_parameters,
                                    overrides=config_overrides, clip_tokenizer=clip_tokenizer)
     return model, processor
+
+
+def _say_what_was_assumed(config, hyper_parameters: Mapping, overrides: Mapping) -> None:
+    """Print the settings that neither the checkpoint recorded nor the caller gave (a bare state dict records none):
+    the released models' values were used for them, and a model trained otherwise would read wrongly."""
+    from .model_card_clip4str import CONVERTED_SETTINGS, infer_setting_origins
+
+    origins = infer_setting_origins(CONVERTED_SETTINGS, hyper_parameters, overrides)
+    assumed = [name for name, origin in origins.items() if origin == "assumed" and name != "max_label_length"]
+    if assumed:
+        values = ", ".join(f"{name}={getattr(config, name)!r}" for name in assumed)
+        print(
+            f"Assumed (not recorded in the checkpoint, not given): {values}. These are the released models' "
+            "settings; pass them on the command line (e.g. --decoder-num-heads) if the checkpoint was trained "
+            "otherwise.",
+            file=sys.stderr,
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

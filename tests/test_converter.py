@@ -120,3 +120,12 @@ def test_presets_match_released_shapes():
         assert config.decoder_num_heads == 8 and config.num_frozen_text_layers == 6
     with pytest.raises(ValueError, match="Unknown preset"):
         CLIP4STRConfig.from_preset("clip4str-xl")
+
+
+def test_a_bare_state_dict_says_which_settings_were_assumed(tmp_path, reference_checkpoint, capsys):
+    # The reference fixture's charset, given; the heads given by `_convert`; the rest assumed and said so.
+    charset = reference_checkpoint["hyper_parameters"]["charset_train"]
+    _convert(tmp_path, dict(reference_checkpoint["state_dict"]), charset=charset)
+    message = capsys.readouterr().err
+    assert "Assumed" in message and "caption_charset=" in message and "refine_iters=1" in message
+    assert "decoder_num_heads" not in message and "charset='" not in message.replace("caption_charset", "")

@@ -570,3 +570,14 @@ def test_a_parquet_source_with_no_rows_is_refused_by_name(tmp_path):
     table.to_parquet(str(empty / "train-00000-of-00001.parquet"))
     with pytest.raises(ValueError, match="empty"):
         build_train_dataset([str(empty)], charset="abc", streaming=True)
+
+
+def test_records_num_samples_announces_but_the_database_lacks_are_counted_as_absent(tmp_path):
+    write_lmdb(tmp_path / "db", [(png_bytes(0), "ab"), (png_bytes(1), None)])
+    env = lmdb.open(str(tmp_path / "db"), map_size=1 << 24)
+    with env.begin(write=True) as txn:
+        txn.put(b"num-samples", b"4")  # two more records than it holds
+    env.close()
+    dataset = LmdbDataset(tmp_path / "db")
+    assert len(dataset) == 1
+    assert dataset.counts == collections.Counter(kept=1, missing_label=1, absent_record=2)

@@ -20,6 +20,7 @@ logger = logging.getLogger(__name__)
 SKIP_REASONS = {
     "not_a_string": "no label",  # the label is not a `str` (None, a number, ...)
     "missing_label": "no label",  # an LMDB record without a label key
+    "absent_record": "record absent",  # an LMDB record that num-samples announces but the database does not hold
     "undecodable_label": "label not UTF-8",  # an LMDB label that is not UTF-8
     "too_long": "label too long",  # longer than max_label_length before the charset filter
     "empty_after_filtering": "label empty under the protocol",  # no character of the label is in the charset

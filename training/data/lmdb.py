@@ -123,8 +123,9 @@ class LmdbDataset(torch.utils.data.Dataset):
 
     All labels are read when the dataset is created (compactly, so worker processes stay small and start quickly);
     records without a label, or whose label is not UTF-8, are left out, so `len()` counts the labelled records.
-    `counts` says what happened to every record: `"kept"`, `"missing_label"`, `"undecodable_label"`. Labels are not
-    cleaned here: the example filter does that, once, for every kind of source.
+    `counts` says what happened to every record: `"kept"`, `"missing_label"`, `"undecodable_label"`,
+    `"absent_record"` (announced by `num-samples`, but neither its label nor its image is in the database). Labels
+    are not cleaned here: the example filter does that, once, for every kind of source.
 
     The environment is opened lazily, read-only, once per process and database, so the dataset can be handed to
     DataLoader workers: a spawned worker opens its own, a forked one opens its own unless it inherited an open one,
@@ -171,7 +172,9 @@ class LmdbDataset(torch.utils.data.Dataset):
                               disable=len(numbers) < 100_000):
                 raw = txn.get(b"label-%09d" % index)
                 if raw is None:
-                    self.counts["missing_label"] += 1
+                    # Neither label nor image: `num-samples` overstates what the database holds.
+                    absent = txn.get(b"image-%09d" % index) is None
+                    self.counts["absent_record" if absent else "missing_label"] += 1
                     continue
                 try:
                     labels.append(raw.decode("utf-8"))
