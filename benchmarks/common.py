@@ -42,7 +42,7 @@ def force_length(model: CLIP4STRForSceneTextRecognition, num_chars: int | None, 
     """Make both decoders predict `[E]` exactly at position `num_chars` (None: never, so all 26 steps run).
 
     Random weights end words at random places; the benchmark needs a known length. The head's `[E]` row reads one
-    feature that the position queries of positions >= num_chars set very high.
+    feature that the position queries of positions >= num_chars set very high, and of earlier positions very low.
 
     With `stable`, position i also predicts a fixed character whatever the context, as a confident trained model
     does: refinement then leaves the predictions, and so the captions, unchanged, and the text tower is not run
@@ -59,6 +59,8 @@ def force_length(model: CLIP4STRForSceneTextRecognition, num_chars: int | None, 
                 decoder.norm.weight[0] = 1.0
                 decoder.norm.bias[0] = 0.0
                 decoder.pos_queries[:, num_chars:, 0] = 1e4
+                # ... and very low before it: left to chance, that feature ends some words after 2 or 3 steps.
+                decoder.pos_queries[:, :num_chars, 0] = -1e4
                 decoder.head.bias[eos] = 0.0
             if stable:
                 letters = model.config.charset.index("a") + 1  # ids of "a", "b", ... (the 94-char charset)

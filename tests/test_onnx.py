@@ -217,3 +217,59 @@ def test_two_decoder_layers_and_resized_input(caption_tokenizer, tmp_path):
     pixel_values = processor(images=images)["pixel_values"]
     for decode_ar in (True, False):
         _assert_reads_alike(onnx_model, model, processor, pixel_values, refine_iters=1, decode_ar=decode_ar)
+
+
+def test_evaluate_str_reads_an_exported_directory(exported_reference, tmp_path, capsys):
+    """`evaluate_str --model OUT_DIR` scores the ONNX Runtime model as it scores the PyTorch one, and
+    `--compare-precision` counts the images whose int8 text differs from the fp32 text."""
+    import datasets
+
+    from training.evaluate_str import evaluate_model, main as evaluate_main
+    from training.loading import load_model_and_processor
+    from training.protocol import normalize_for_protocol, protocol_charset
+
+    out, model, processor = exported_reference
+    images = [Image.open(REFERENCE / "images" / f"{index}.png").convert("RGB") for index in range(6)]
+    with torch.no_grad():
+        texts = processor.batch_decode(model.generate(**processor(images=images)))
+    # Some right, some wrong; every label scorable under the 36-character protocol.
+    labels = [text if index % 2 and normalize_for_protocol(text, protocol_charset()) else "word"
+              for index, text in enumerate(texts)]
+    samples = list(zip(images, labels))
+    options = dict(batch_size=4, num_workers=0, show_progress=False, max_label_length=None)
+
+    onnx_model, onnx_processor = load_model_and_processor(str(out))
+    assert isinstance(onnx_model, CLIP4STROnnxModel) and onnx_model.precision == "fp32"
+    expected = evaluate_model(model, processor, {"words": samples}, **options)["combined"]
+    scored = evaluate_model(onnx_model, onnx_processor, {"words": samples}, reference_model=model, **options)
+    assert scored["combined"]["num_differing_from_reference"] == 0
+    for key in ("num_samples", "accuracy", "one_minus_ned", "mean_confidence"):
+        assert scored["combined"][key] == pytest.approx(expected[key], abs=1e-6), key
+
+    int8, _ = load_model_and_processor(str(out), onnx_precision="int8")
+    pixel_values = processor(images=images)["pixel_values"]
+    int8_texts = processor.batch_decode(int8.generate(pixel_values))
+    fp32_texts = processor.batch_decode(onnx_model.generate(pixel_values))
+    differing = sum(a != b for a, b in zip(int8_texts, fp32_texts))
+
+    parquet = tmp_path / "words"
+    parquet.mkdir()
+    records = [{"image": {"bytes": (REFERENCE / "images" / f"{index}.png").read_bytes(), "path": None},
+                "text": label} for index, label in enumerate(labels)]
+    datasets.Dataset.from_list(records).cast_column("image", datasets.Image()).to_parquet(
+        str(parquet / "test-00000-of-00001.parquet"))
+    results = evaluate_main([
+        "--model", str(out), "--onnx-precision", "int8", "--compare-precision", "fp32", "--data", str(parquet),
+        "--data-source", "hub", "--split", "test", "--max-label-length", "0", "--num-workers", "0", "--no-progress",
+    ])
+    assert results["combined"]["num_samples"] == 6
+    assert results["combined"]["num_differing_from_reference"] == differing
+    assert results["device"] == "ONNX Runtime int8"
+    assert f"int8 texts that differ from fp32 texts: {differing} of 6" in capsys.readouterr().out
+
+
+def test_onnx_precision_needs_an_exported_directory(converted_reference):
+    from training.loading import load_model_and_processor
+
+    with pytest.raises(ValueError, match="not a directory exported to ONNX"):
+        load_model_and_processor(str(converted_reference[0]), onnx_precision="int8")

@@ -78,7 +78,11 @@ def train(workspace, name, source, *arguments, launcher=(sys.executable,), batch
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-5000:])
+    if result.returncode != 0:  # pytest.fail, unlike an assertion's repr, shows the whole text
+        import pathlib, time
+        pathlib.Path(f"/tmp/scale-fail-{time.time()}.log").write_text(result.stdout + "\n=====\n" + result.stderr)
+        pytest.fail(f"{' '.join(command)}\nexit {result.returncode}\n--- stdout ---\n{result.stdout[-3000:]}\n"
+                    f"--- stderr ---\n{result.stderr[-12000:]}", pytrace=False)
     history = json.loads((out / "trainer_state.json").read_text())["log_history"]
     return {entry["step"]: entry for entry in history if "loss" in entry} | {
         "others": [entry for entry in history if "loss" not in entry]}

@@ -93,8 +93,11 @@ def filtered_records(dataset, example_filter: STRExampleFilter, max_samples: int
 
 def _read_batch(model, processor, batch: dict, refine_iters: int | None) -> tuple[list[str], list[float]]:
     """Predicted texts and word confidences of one collated batch."""
-    parameter = next(model.parameters())
-    pixel_values = batch["pixel_values"].to(parameter.device, parameter.dtype)
+    pixel_values = batch["pixel_values"]
+    if isinstance(model, torch.nn.Module):
+        parameter = next(model.parameters())
+        pixel_values = pixel_values.to(parameter.device, parameter.dtype)
+    # (An ONNX Runtime model reads the CPU tensor as it is.)
     output = model.generate(pixel_values=pixel_values, refine_iters=refine_iters, return_dict_in_generate=True)
     decoded = processor.batch_decode(output, return_confidences=True)
     # A product of float32 probabilities can land a rounding error above 1.
@@ -103,9 +106,15 @@ def _read_batch(model, processor, batch: dict, refine_iters: int | None) -> tupl
 
 def score_dataset(model, processor, records, scores: STRScoreAccumulator, *, batch_size: int, num_workers: int,
                   refine_iters: int | None, description: str, show_progress: bool,
-                  normalize_prediction=None, confusions: CharacterConfusions | None = None) -> None:
+                  normalize_prediction=None, confusions: CharacterConfusions | None = None,
+                  reference_model=None) -> int:
     """Read `records` (a filtered dataset) with a DataLoader and `model.generate`, adding to `scores` (and to
-    `confusions`). `normalize_prediction` (text -> text) puts predictions in the Unicode form of the labels."""
+    `confusions`). `normalize_prediction` (text -> text) puts predictions in the Unicode form of the labels.
+
+    Returns:
+        With `reference_model` (which also reads every batch), how many of the texts differ from its texts; else 0.
+    """
+    differing = 0
     loader = torch.utils.data.DataLoader(
         records, batch_size=batch_size, num_workers=num_workers,
         collate_fn=STRDataCollator(processor, max_label_length=None, encode_labels=False),
@@ -116,6 +125,9 @@ def score_dataset(model, processor, records, scores: STRScoreAccumulator, *, bat
     for batch in loader:
         if batch["texts"]:
             texts, confidences = _read_batch(model, processor, batch, refine_iters)
+            if reference_model is not None:
+                reference_texts, _ = _read_batch(reference_model, processor, batch, refine_iters)
+                differing += sum(text != reference for text, reference in zip(texts, reference_texts))
             if normalize_prediction is not None:
                 texts = [normalize_prediction(text) for text in texts]
             scores.update(texts, batch["texts"], confidences)
@@ -125,6 +137,7 @@ def score_dataset(model, processor, records, scores: STRScoreAccumulator, *, bat
                                       normalize_for_protocol(label, scores.charset))
         progress.update(1)
     progress.close()
+    return differing
 
 
 def _summary(scores: STRScoreAccumulator) -> dict:
@@ -202,13 +215,14 @@ def evaluate_model(
     num_workers: int = 4,
     show_progress: bool = True,
     confusions: int = 0,
+    reference_model=None,
 ) -> dict:
     """Read every image of every dataset with `model.generate` and score the texts under the benchmark protocol.
 
     Args:
-        model: a CLIP4STR model, or any model whose
-            `generate(pixel_values=..., refine_iters=..., return_dict_in_generate=True)` output works with
-            `processor.batch_decode(..., return_confidences=True)`.
+        model: a CLIP4STR model, its ONNX Runtime version ([`~modeling_clip4str.onnx_clip4str.CLIP4STROnnxModel`]),
+            or any model whose `generate(pixel_values=..., refine_iters=..., return_dict_in_generate=True)` output
+            works with `processor.batch_decode(..., return_confidences=True)`.
         processor: its processor.
         datasets: `{name: dataset}`, each a map-style dataset (read by index, in order) or an iterable whose items
             are `(image, text)` pairs or mappings with `"image"` and `"text"`. Images may be encoded bytes (as stored
@@ -224,11 +238,13 @@ def evaluate_model(
         max_samples: read at most this many records of each dataset (quick checks).
         remove_whitespace, unicode_normalization: see [`LabelCleaner`] (default: whitespace removed, labels folded
             to ASCII for an ASCII comparison charset, else NFC). Predictions are put in the same Unicode form.
-        device: move the model there first (default: leave it where it is).
+        device: move a PyTorch model there first (default: leave it where it is).
         num_workers: DataLoader worker processes decoding and preprocessing images ahead of the model (0: in this
             process).
         show_progress: a tqdm bar per dataset.
         confusions: keep the character errors, and report this many of the most frequent confusions (0: none).
+        reference_model: a second model (e.g. the fp32 graphs of an int8 export) that reads every batch too; each
+            dataset then reports how many texts differ from its texts (`num_differing_from_reference`).
 
     Returns:
         A dict with
@@ -241,16 +257,19 @@ def evaluate_model(
           `num_datasets`;
         - `protocol`: the options used, with `charset_source` (see [`comparison_charset`]);
         - `confusions` (with `confusions > 0`): the summary of [`~training.confusions.CharacterConfusions`] over all
-          datasets.
+          datasets;
+        - with `reference_model`, `num_differing_from_reference` in each dataset's result and in `combined`.
     """
     _check_options(datasets, batch_size, max_samples, num_workers)
     charset, charset_source = comparison_charset(model, charset, cased, punctuation)
     if max_label_length == -1:
         max_label_length = getattr(model.config, "max_label_length", None)
     _warn_about_unreadable_characters(model, charset)
-    if device is not None:
-        model.to(device)
-    model.eval()
+    for each in (model, reference_model):
+        if isinstance(each, torch.nn.Module):  # an ONNX Runtime model has no device or modes
+            if device is not None:
+                each.to(device)
+            each.eval()
     # The label rule and the image decoding of training, so that a sample is skipped for the same reasons (and under
     # the same names) in training and in evaluation.
     cleaner = LabelCleaner(charset, max_label_length=max_label_length, remove_whitespace=remove_whitespace,
@@ -267,10 +286,13 @@ def evaluate_model(
         start = time.perf_counter()
         records = filtered_records(dataset, STRExampleFilter(cleaner), max_samples)
         scores = STRScoreAccumulator(charset)
-        score_dataset(model, processor, records, scores, description=str(name), **options)
+        differing = score_dataset(model, processor, records, scores, description=str(name),
+                                  reference_model=reference_model, **options)
         combined.merge(scores)
         results[name] = {**_summary(scores), **_record_counts(dataset, records, max_samples),
                          "seconds": time.perf_counter() - start}
+        if reference_model is not None:
+            results[name]["num_differing_from_reference"] = differing
         if results[name]["skipped"]:
             reasons = ", ".join(f"{count} ({reason})" for reason, count in results[name]["skipped"].items())
             logger.info("%s: skipped %s", name, reasons)
@@ -293,6 +315,9 @@ def evaluate_model(
             "charset_source": charset_source,
         },
     }
+    if reference_model is not None:
+        report["combined"]["num_differing_from_reference"] = sum(
+            result["num_differing_from_reference"] for result in results.values())
     if all_confusions is not None:
         report["confusions"] = all_confusions.summary(confusions)
     return report
@@ -388,6 +413,14 @@ def describe_charset(charset: str) -> str:
         f"{len(charset)} characters, {'case-sensitive' if cased else 'case-insensitive'}, "
         f"{'with' if punctuation else 'without'} punctuation"
     )
+
+
+def describe_differences(results: dict, precision: str, reference_precision: str) -> str:
+    """E.g. "int8 texts that differ from fp32 texts: 3 of 1000 (0.30 %)", from a run with a reference model."""
+    combined = results["combined"]
+    differing, total = combined["num_differing_from_reference"], combined["num_samples"]
+    share = f" ({100 * differing / total:.2f} %)" if total else ""
+    return f"{precision} texts that differ from {reference_precision} texts: {differing} of {total}{share}"
 
 
 def format_skipped(results: dict) -> str:
@@ -521,7 +554,20 @@ def build_parser() -> argparse.ArgumentParser:
         description="Score a CLIP4STR model on scene text recognition benchmarks (word accuracy, 1 - NED).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--model", required=True, help="A saved CLIP4STR directory or a Hub model id.")
+    parser.add_argument(
+        "--model", required=True,
+        help="A saved CLIP4STR directory, a Hub model id, or a directory exported by `modeling_clip4str.export_onnx` "
+        "(read with ONNX Runtime).",
+    )
+    parser.add_argument(
+        "--onnx-precision", choices=["fp32", "int8"], default=None,
+        help="With an exported --model: which graphs to run (default fp32; int8 needs `export_onnx --quantize int8`).",
+    )
+    parser.add_argument(
+        "--compare-precision", choices=["fp32", "int8"], default=None,
+        help="With an exported --model: also read every image with these graphs and report how many texts differ "
+        "(e.g. --onnx-precision int8 --compare-precision fp32).",
+    )
     parser.add_argument(
         "--data", nargs="+", required=True, metavar="ROOT",
         help="LMDB directories or trees of them (e.g. data/test); with --data-source hub, dataset ids or paths "
@@ -606,7 +652,17 @@ def main(argv: list[str] | None = None) -> dict:
     except (FileNotFoundError, ValueError) as error:
         parser.error(str(error))
     logger.info("Datasets: %s", ", ".join(datasets))
-    model, processor = load_model_and_processor(args.model)
+    if args.compare_precision is not None and args.compare_precision == (args.onnx_precision or "fp32"):
+        parser.error("--compare-precision must differ from --onnx-precision (default fp32).")
+    try:
+        model, processor = load_model_and_processor(args.model, onnx_precision=args.onnx_precision)
+        reference_model = None
+        if args.compare_precision is not None:
+            reference_model, _ = load_model_and_processor(args.model, onnx_precision=args.compare_precision)
+    except ValueError as error:
+        parser.error(str(error))
+    if not isinstance(model, torch.nn.Module):
+        device = f"ONNX Runtime {model.precision}"
 
     results = evaluate_model(
         model,
@@ -623,6 +679,7 @@ def main(argv: list[str] | None = None) -> dict:
         num_workers=args.num_workers,
         show_progress=not args.no_progress,
         confusions=args.confusions,
+        reference_model=reference_model,
     )
     charset = results["protocol"]["charset"]
 
@@ -640,6 +697,8 @@ def main(argv: list[str] | None = None) -> dict:
         print("\nCharacter confusions (label -> read as):\n" + confusions)
     if skipped:
         print("\nSkipped samples (not scored):\n" + skipped)
+    if reference_model is not None:
+        print("\n" + describe_differences(results, args.onnx_precision or "fp32", args.compare_precision))
     print("\n" + timing)
 
     results = {
@@ -655,6 +714,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.output_markdown:
         Path(args.output_markdown).parent.mkdir(parents=True, exist_ok=True)
         text = f"Model: `{args.model}`; comparison charset: {describe_charset(charset)}.\n\n{table}\n"
+        if reference_model is not None:
+            text += "\n" + describe_differences(results, args.onnx_precision or "fp32", args.compare_precision) + ".\n"
         if confusions:
             text += f"\n## Character confusions\n\n{confusions}\n"
         if skipped:

@@ -395,6 +395,10 @@ def main():
         trainer.create_model_card()  # the main process writes README.md; push_to_hub rewrites the same card
     if training_args.push_to_hub:
         trainer.push_to_hub(commit_message="CLIP4STR trained with training/run_str.py")
+    # Leave together and take the process group down before the interpreter exits: a process that exits with it
+    # still up can abort at exit ("terminate called without an active exception", seen with gloo on 2 processes).
+    trainer.accelerator.wait_for_everyone()
+    trainer.accelerator.end_training()
 
 
 def resume_point(training_args) -> str | None:
