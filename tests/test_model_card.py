@@ -106,7 +106,7 @@ def test_the_trainer_writes_the_card_of_what_it_evaluated(tmp_path, caption_toke
     args = STRTrainingArguments(output_dir=str(tmp_path / "my-run"), hub_model_id="org/clip4str-words", report_to=[],
                                 use_cpu=True)
     trainer = CLIP4STRTrainer(model=make_model(caption_tokenizer), args=args, train_sources=["org/words"],
-                              base_model="openai/clip-vit-base-patch16", eval_protocol="36-char")
+                              base_model="openai/clip-vit-base-patch16", eval_protocol="36-char", language="vi")
     trainer.eval_results = {
         "words (validation)": {"eval_word_accuracy": 0.5, "eval_loss": 2.0, "eval_num_samples": 16},
     }
@@ -114,6 +114,8 @@ def test_the_trainer_writes_the_card_of_what_it_evaluated(tmp_path, caption_toke
     card = ModelCard.load(tmp_path / "my-run" / "README.md")
     assert metrics_of(card) == {("words (validation) (16)", "accuracy"): 50.0}
     assert card.data.model_name == "org/clip4str-words"
+    # The language given to the Trainer reaches the card that push_to_hub asks for (which passes no language).
+    assert card.data.language in ("vi", ["vi"]) and "- **Language**: vi." in card.text
     assert card.data.base_model == "openai/clip-vit-base-patch16" and card.data.datasets == ["org/words"]
     assert card.data.eval_results[0].metric_name == "Word accuracy (36-char)"
     assert "(protocol: 36-char)" in card.text and "32x32 (height x width)" in card.text

@@ -139,7 +139,7 @@ def uninterrupted(workspace):
     root, _ = workspace
     out = root / "out-uninterrupted"
     result = run_str(workspace, *RESUMABLE, "--output_dir", str(out), "--eval_datasets", "parquet",
-                     "--report_to", "tensorboard", "--token", SECRET)
+                     "--report_to", "tensorboard", "--token", SECRET, "--language", "en")
     return out, trainer_state(out), result
 
 
@@ -173,6 +173,7 @@ def test_what_a_run_leaves_in_its_folder(uninterrupted):
 
     card = ModelCard.load(out / "README.md")
     assert card.data.model_name == out.name
+    assert card.data.language in ("en", ["en"]) and "- **Language**: en." in card.text  # from --language
     assert [(entry.dataset_name, entry.metric_type) for entry in card.data.eval_results] == [
         (f"parquet (validation) ({2 * len(WORDS)})", "accuracy"), (f"parquet (validation) ({2 * len(WORDS)})", "1-ned"),
     ]

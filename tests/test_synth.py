@@ -239,6 +239,8 @@ def test_vietnamese_dataset_holds_out_words_in_any_case(tmp_path):
     assert set(train["font"]) <= {"DejaVuSans.ttf", "DejaVuSerif-Bold.ttf"}
     config = json.loads((out / "synth_config.json").read_text(encoding="utf-8"))
     assert config["words"] == "vi" and config["layout_engine"] in ("basic", "raqm")
+    assert set(config["versions"]) == {"matplotlib", "pillow", "freetype", "numpy"}
+    assert f"pillow {config['versions']['pillow']}" in (out / "README.md").read_text(encoding="utf-8")
     assert sum(config["images_per_font"]["train"].values()) == 40
 
 

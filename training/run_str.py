@@ -139,6 +139,11 @@ class DataArguments:
                   "choices": [ASCII_FOLD, "NFC", "NFKC", "NFD", "NFKD", "none"]},
     )
     shuffle_buffer_size: int = field(default=10_000, metadata={"help": "Shuffle buffer of streamed training data."})
+    language: list[str] = field(
+        default_factory=list,
+        metadata={"help": "ISO 639-1 code(s) of the language(s) of the training text, e.g. `vi`: stated in the "
+                          "model card (its text and the Hub's `language` metadata)."},
+    )
     eval_charset: str | None = field(
         default=None,
         metadata={"help": "Characters compared in validation (default: the 36-character benchmark protocol when the "
@@ -375,6 +380,7 @@ def main():
         train_sources=data_args.train_datasets,
         base_model=model_args.model_name_or_path or model_args.clip_model_name_or_path,
         eval_protocol="36-char" if eval_charset == CHARSET_36 else f"{len(eval_charset)}-char",
+        language=data_args.language or None,
     )
 
     if train_dataset is not None:

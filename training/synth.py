@@ -387,6 +387,16 @@ def _render_chunk(job) -> list[tuple[bytes, int]]:
     return out
 
 
+def rendering_versions() -> dict:
+    """Versions of what renders the images: matplotlib (its DejaVu font files), Pillow and its FreeType, numpy."""
+    import matplotlib
+    import PIL
+    from PIL import features
+
+    return {"matplotlib": matplotlib.__version__, "pillow": PIL.__version__,
+            "freetype": features.version("freetype2"), "numpy": np.__version__}
+
+
 def _render_all(words, eligible_fonts, seed, split_id, fonts, style, workers, chunk_size=500):
     jobs = [(words[i:i + chunk_size], eligible_fonts[i:i + chunk_size], seed, split_id, i, fonts, style)
             for i in range(0, len(words), chunk_size)]
@@ -592,6 +602,8 @@ def generate_dataset(
         "words": "file" if word_list is not None else words,
         "words_file": None if words_file is None else str(words_file),
         "num_train_words": num_train_words, "distinct_train_words": len(set(train_words)),
+        # What else decides the pixels of a seed: the font files, the rasteriser, the random generators.
+        "versions": rendering_versions(),
         "augment": augment, "test_augment": test_augment, "layout": layout, "colors": colors,
         "layout_engine": layout_engine,
         "fonts": [Path(f).name for f in plan.fonts],
@@ -643,6 +655,8 @@ def dataset_card(summary: dict) -> str:
         f"Characters in the data ({len(summary['characters'])}): `{summary['characters']}`",
         "",
         f"Text layout: Pillow's `{summary['layout_engine']}` engine (the other engine places glyphs differently).",
+        "Rendered with " + ", ".join(f"{name} {version}" for name, version in summary.get("versions", {}).items())
+        + ": the same seed gives the same images with the same versions.",
         "",
         "## Fonts",
         "",

@@ -114,16 +114,19 @@ class CLIP4STRTrainer(ResumableCheckpointsMixin, Seq2SeqTrainer):
         train_sources (`list[str]`, *optional*): the training data as given, for the model card.
         base_model (`str`, *optional*): the CLIP or CLIP4STR the run started from, for the model card.
         eval_protocol (`str`, *optional*): how evaluation compares texts, e.g. "36-char", for the model card.
+        language (`str` or `list[str]`, *optional*): ISO code(s) of the training text's language(s), for the model
+            card (also the card `push_to_hub` writes).
 
     `eval_results` (`{dataset name: metrics}`) is what the model card reports as evaluated; the caller sets it after
     its final evaluation.
     """
 
-    def __init__(self, *args, train_sources=None, base_model=None, eval_protocol=None, **kwargs):
+    def __init__(self, *args, train_sources=None, base_model=None, eval_protocol=None, language=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.train_sources = list(train_sources or [])
         self.base_model = base_model
         self.eval_protocol = eval_protocol
+        self.language = language
         self.eval_results: dict[str, dict] = {}
         self._consumed_counts: torch.Tensor | None = None
         self.data_state = DataStateCallback(read=self.consumed_data_counts, restore=self._restore_consumed_counts)
@@ -141,7 +144,7 @@ class CLIP4STRTrainer(ResumableCheckpointsMixin, Seq2SeqTrainer):
             self.args.output_dir, self.accelerator.unwrap_model(self.model), self.args,
             train_sources=self.train_sources, eval_results=self.eval_results or None, base_model=self.base_model,
             hub_model_id=getattr(self, "hub_model_id", None), tags=[tags] if isinstance(tags, str) else tags or (),
-            language=language, eval_protocol=self.eval_protocol, trained_steps=self.state.global_step or None,
+            language=language or self.language, eval_protocol=self.eval_protocol, trained_steps=self.state.global_step or None,
             license=license or "apache-2.0",
         )
 
