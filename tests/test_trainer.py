@@ -58,3 +58,22 @@ def test_evaluation_reports_the_same_loss_every_time(trainer_for):
     first, second = trainer.evaluate(), trainer.evaluate()
     # In eval mode the model draws its permutation orders from a fixed seed: the loss is a number to compare runs by.
     assert first["eval_loss"] > 0 and first["eval_loss"] == second["eval_loss"]
+
+
+@pytest.mark.parametrize("optim, expected", [("adamw_torch_fused", "AdamW"), ("adamw_torch", "AdamW"), ("sgd", "SGD")])
+def test_the_optimizer_is_the_one_optim_names_with_the_recipe_groups(caption_tokenizer, tmp_path, optim, expected):
+    from training.run_str import STRTrainingArguments
+
+    model = make_model(caption_tokenizer)
+    args = STRTrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[], optim=optim,
+                                learning_rate=1e-3, weight_decay=0.1, decoder_lr_multiplier=2.0)
+    optimizer = CLIP4STRTrainer(model=model, args=args).create_optimizer()
+    assert type(optimizer).__name__ == expected
+    assert bool(optimizer.defaults.get("fused")) is (optim == "adamw_torch_fused")
+    groups = {group["name"]: group for group in optimizer.param_groups}
+    assert set(groups) == {"towers", "towers_no_decay", "decoders", "decoders_no_decay"}
+    # Each group keeps its own learning rate and weight decay (the recipe's), not the optimizer's single ones.
+    assert groups["decoders"]["lr"] == pytest.approx(2 * groups["towers"]["lr"])
+    assert groups["towers"]["weight_decay"] == 0.1 and groups["towers_no_decay"]["weight_decay"] == 0.0
+    trained = sum(parameter.numel() for parameter in model.parameters() if parameter.requires_grad)
+    assert sum(p.numel() for group in optimizer.param_groups for p in group["params"]) == trained

@@ -20,6 +20,10 @@ base-letter, tone-mark, other-diacritic, case, missing or extra error ([`~traini
 Samples that cannot be scored are counted per dataset with the reason; nothing is dropped silently, and nothing is
 scored twice.
 
+`--model` also takes a directory written by `python -m modeling_clip4str.export_onnx` (read with ONNX Runtime;
+`--onnx-precision int8` for its quantised graphs); `--compare-precision fp32` then also reads every image with the
+fp32 graphs and reports how many texts differ.
+
 From Python (e.g. at the end of training), call [`evaluate_model`] with `{name: dataset}`.
 """
 
