@@ -66,7 +66,10 @@ class CLIP4STRAttention(nn.Module):
         if attention_mask is not None:
             attention_mask = attention_mask.to(query.dtype)
         dropout = self.dropout if self.training else 0.0
-        if output_attentions:
+        # An ONNX export takes the explicit form too: SDPA's export computes its scale at run time and scales and
+        # transposes the keys at every call, where a constant scale lets ONNX Runtime fold both into one matrix
+        # product (a decoding step re-reads the whole memory otherwise).
+        if output_attentions or torch.onnx.is_in_onnx_export():
             scores = query @ key.transpose(-1, -2) / math.sqrt(self.head_dim)
             if attention_mask is not None:
                 scores = scores + attention_mask

@@ -73,6 +73,10 @@ def _stack(key_values) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _unstack(keys: torch.Tensor, values: torch.Tensor):
+    """Keys and values `[layers, B, heads, M, head_dim]` -> per layer. One layer (the released models) is a Squeeze,
+    which ONNX Runtime runs without copying; indexing would copy the whole memory at every decoding step."""
+    if keys.shape[0] == 1:
+        return [(keys.squeeze(0), values.squeeze(0))]
     return [(keys[index], values[index]) for index in range(keys.shape[0])]
 
 

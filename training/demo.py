@@ -161,6 +161,7 @@ def main():
     parser.add_argument("--output-dir", default=None, help="default: demo_output (en), demo_output/vi (vi)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-steps", type=int, default=None, help="training steps (default: the recipe's)")
+    parser.add_argument("--learning-rate", type=float, default=None, help="peak learning rate (default: the recipe's)")
     parser.add_argument("--num-train", type=int, default=None, help="training images (default: the recipe's)")
     parser.add_argument("--num-test", type=int, default=None, help="held-out test images (default: the recipe's)")
     parser.add_argument("--threads", type=int, default=1,
@@ -169,6 +170,7 @@ def main():
     args = parser.parse_args()
     data_recipe, train_recipe = RECIPES[args.language]
     max_steps = train_recipe["max_steps"] if args.max_steps is None else args.max_steps
+    learning_rate = train_recipe["learning_rate"] if args.learning_rate is None else args.learning_rate
     num_train = data_recipe["num_train"] if args.num_train is None else args.num_train
     num_test = data_recipe["num_test"] if args.num_test is None else args.num_test
     default_dir = "demo_output" if args.language == "en" else f"demo_output/{args.language}"
@@ -210,7 +212,7 @@ def main():
         "--train_datasets", str(data), "--streaming", "true", "--augment", "false",
         "--output_dir", str(model_dir), "--overwrite_output_dir", "true",
         "--max_steps", str(max_steps), "--per_device_train_batch_size", str(train_recipe["batch_size"]),
-        "--learning_rate", str(train_recipe["learning_rate"]), "--decoder_lr_multiplier", "1",
+        "--learning_rate", str(learning_rate), "--decoder_lr_multiplier", "1",
         "--scale_lr_by_batch", "false", "--weight_decay", "0.05",
         "--logging_steps", "250", "--save_strategy", "no", "--dataloader_num_workers", "1",
         "--seed", str(args.seed), "--disable_tqdm", "true", "--language", args.language,
@@ -230,7 +232,7 @@ def main():
     accuracy = scores["combined"]["accuracy"]
     grid = write_grid(model_dir, data, out / "predictions.png", language=args.language)
     times["total"] = time.perf_counter() - start
-    summary = {"held_out_word_accuracy": accuracy, "training_steps": max_steps,
+    summary = {"held_out_word_accuracy": accuracy, "training_steps": max_steps, "learning_rate": learning_rate,
                "seconds": {key: round(value, 1) for key, value in times.items()}, "grid": str(grid)}
     if args.language != "en":
         protocol = scores["protocol"]
