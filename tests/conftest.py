@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import time
 from pathlib import Path
 
 # No test may reach the network: make every Hugging Face library fail fast instead of trying.
@@ -142,3 +144,23 @@ def write_lmdb(path, samples) -> None:
                 txn.put(b"label-%09d" % index, label.encode() if isinstance(label, str) else label)
         txn.put(b"num-samples", str(len(samples)).encode())
     env.close()
+
+
+def kill_when_file_appears(process, signal_file: Path, log: Path, timeout: float, waiting_for: str, before_kill=None):
+    """SIGKILL `process` once it writes `signal_file` (a run that announces it is half-way through a save); fail with
+    the end of its `log` if it exits first, or with `waiting_for` after `timeout` seconds. `before_kill()` may check
+    the half-done state first. The process is always reaped."""
+    try:
+        deadline = time.monotonic() + timeout
+        while not signal_file.exists():
+            assert process.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, f"the run never reached {waiting_for}"
+            time.sleep(0.2)
+        if before_kill is not None:
+            before_kill()
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=60)

@@ -7,7 +7,6 @@ import collections
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import torch
 from transformers import Trainer, TrainingArguments, default_data_collator
 from transformers.trainer_utils import get_last_checkpoint
 
+from conftest import kill_when_file_appears
 from training.checkpoints import (
     BrokenCheckpointError,
     DataStateCallback,
@@ -250,22 +250,13 @@ def test_a_save_killed_midway_leaves_no_final_checkpoint_and_the_next_run_resume
             [sys.executable, __file__, str(output_dir), str(signal_file)], cwd=REPO, env=env,
             stdout=log_file, stderr=subprocess.STDOUT,
         )
-    try:
-        deadline = time.monotonic() + 240
-        while not signal_file.exists():
-            assert process.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, "the training subprocess never reached the save of checkpoint-4"
-            time.sleep(0.2)
+    def saving_half_way():
         saving_into = Path(signal_file.read_text())
         assert saving_into == output_dir / "_incomplete-checkpoint-4" / "checkpoint-4"
         assert (saving_into / "model.safetensors").exists()  # half-way: weights written, optimizer not yet
         assert not (saving_into / "optimizer.pt").exists()
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=60)
+
+    kill_when_file_appears(process, signal_file, log, 240, "the save of checkpoint-4", before_kill=saving_half_way)
 
     assert not (output_dir / "checkpoint-4").exists()
     assert get_last_checkpoint(str(output_dir)) == str(output_dir / "checkpoint-2")  # even the Trainer's own pick

@@ -7,15 +7,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 
 import datasets
 import pytest
 
-from conftest import REPO, png_bytes_of, tiny_clip_directory, word_image, write_lmdb
+from conftest import REPO, kill_when_file_appears, png_bytes_of, tiny_clip_directory, word_image, write_lmdb
 
 WORDS = ["cat", "dog", "sun", "tree", "bird", "fish", "moon", "star"]
 CHARSET = "abcdefghijklmnopqrstuvwxyz"
@@ -232,6 +230,10 @@ main()
 """
 
 
+def _assert_exists(path):
+    assert path.exists(), f"{path} is missing"
+
+
 def test_a_run_killed_while_saving_resumes_from_the_previous_checkpoint(workspace, uninterrupted, tmp_path):
     out, signal_file, script = tmp_path / "run", tmp_path / "saving", tmp_path / "hanging_save.py"
     script.write_text(HANGING_SAVE)
@@ -239,19 +241,10 @@ def test_a_run_killed_while_saving_resumes_from_the_previous_checkpoint(workspac
                                    script=[str(script), str(signal_file), "checkpoint-4"])
     with open(tmp_path / "log.txt", "wb") as log:
         process = subprocess.Popen(command, cwd=workspace[0], env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 300
-        while not signal_file.exists():
-            assert process.poll() is None, (tmp_path / "log.txt").read_text()[-3000:]
-            assert time.monotonic() < deadline, "run_str.py never reached the save of checkpoint-4"
-            time.sleep(0.2)
-        assert (out / "_incomplete-checkpoint-4" / "checkpoint-4" / "model.safetensors").exists()
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=60)
+    kill_when_file_appears(
+        process, signal_file, tmp_path / "log.txt", 300, "the save of checkpoint-4",
+        before_kill=lambda: _assert_exists(out / "_incomplete-checkpoint-4" / "checkpoint-4" / "model.safetensors"),
+    )
     assert sorted(path.name for path in out.iterdir() if path.name.startswith(("_", "checkpoint"))) == [
         "_incomplete-checkpoint-4", "checkpoint-2",
     ]
