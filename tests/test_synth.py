@@ -337,3 +337,32 @@ def test_prediction_grid_judges_on_a_given_charset(tmp_path):
 
     assert colours(unicodedata.normalize("NFD", "việt")) == (True, False)  # the same word in NFD: right
     assert colours("viet") == (False, True)  # a missed tone mark: wrong
+
+
+@pytest.mark.parametrize("language", ["en", "vi"])
+def test_demo_runs_end_to_end_on_a_few_images(tmp_path, language):
+    """`training/demo.py`, shrunk to a few images and steps: every step runs, the model keeps the recipe's settings
+    (no refinement: two training orders do not teach the cloze context) and the summary holds what the README
+    quotes."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+    from modeling_clip4str import CLIP4STRConfig
+    from training import demo
+
+    out = tmp_path / "demo"
+    command = [sys.executable, "-m", "training.demo", "--language", language, "--output-dir", str(out),
+               "--num-train", "64", "--num-test", "8", "--max-steps", "2"]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert summary["training_steps"] == 2 and 0.0 <= summary["held_out_word_accuracy"] <= 1.0
+    assert summary["learning_rate"] == demo.RECIPES[language][1]["learning_rate"]
+    assert (out / "predictions.png").exists()
+    config = CLIP4STRConfig.from_pretrained(out / "clip4str-demo")
+    assert config.refine_iters == 0 and config.perm_num == 2
+    if language == "vi":
+        assert summary["protocol"] == "model" and summary["charset_size"] == len(config.charset)
+        assert sum(summary["character_errors"].values()) > 0  # two steps from random weights: errors, split by kind
