@@ -130,6 +130,21 @@ def test_int8_graphs_load_and_stay_close(exported_reference, onnx_reference, ref
         CLIP4STROnnxModel.from_pretrained(out, precision="int4")
 
 
+def test_sessions_do_not_spin_unless_asked(exported_reference, onnx_reference):
+    """Six graphs, six thread pools: spinning pools would take the cores from the graph that runs next."""
+    import onnxruntime
+
+    key = "session.intra_op.allow_spinning"
+    for session in onnx_reference.graphs.sessions.values():
+        assert session.get_session_options().get_session_config_entry(key) == "0"
+        assert session.get_session_options().intra_op_num_threads == 1
+    own = onnxruntime.SessionOptions()
+    own.add_session_config_entry(key, "1")
+    spinning = CLIP4STROnnxModel.from_pretrained(exported_reference[0], session_options=own)
+    assert all(session.get_session_options().get_session_config_entry(key) == "1"
+               for session in spinning.graphs.sessions.values())
+
+
 def test_exported_directory_runs_without_torch(exported_reference, reference_cases, tmp_path):
     """From word image files to texts with the directory's own copy of the runtime: numpy, onnxruntime, tokenizers and
     Pillow, neither torch nor this package."""
