@@ -229,12 +229,33 @@ class CLIP4STRModelTest(ModelTesterMixin, unittest.TestCase):
         self.assertTrue(torch.isfinite(loss))
         self.assertIsNotNone(model.visual_decoder.head.weight.grad)
 
-    @_not_applicable(
-        "sets every special id to 0, but CLIP4STR derives [E]/[B]/[P] from the charset and refuses other values "
-        "(test_robustness::test_derived_token_ids_are_read_only)"
-    )
     def test_model_forward_default_config_values(self):
-        pass
+        """The mixin's version, where it applies: a config written without the common attributes (`pad_token_id`,
+        `eos_token_id`, `bos_token_id`, `sep_token_id`, `tie_word_embeddings`) builds a model that runs.
+
+        Two of the mixin's steps do not apply and are left out. (1) It sets every special id to 0 afterwards:
+        CLIP4STR derives `[E]` = 0, `[B]` = C + 1 and `[P]` = C + 2 from the charset and refuses any other value
+        (test_robustness::test_derived_token_ids_are_read_only), which is what failed with "derives `pad_token_id`".
+        (2) It also drops the text tower's ids: those are the caption tokenizer's start and end ids, which building
+        the model checks them against, so without them (CLIP's defaults, 49406 and 49407) the tiny tokenizer is
+        rightly refused; they are kept. The mixin then runs a forward pass only for base models listed in
+        `MODEL_MAPPING_NAMES`, which this image-to-characters model is not; this version runs it."""
+        common = ("pad_token_id", "eos_token_id", "bos_token_id", "sep_token_id", "tie_word_embeddings")
+        config, inputs = self.model_tester.prepare_config_and_inputs_for_common()
+        settings = config.to_diff_dict()
+        for name in common:
+            settings.pop(name, None)
+            settings["vision_config"].pop(name, None)
+        config = CLIP4STRConfig(**settings)
+        charset_size = len(CHARSET)
+        self.assertEqual(
+            (config.eos_token_id, config.bos_token_id, config.pad_token_id), (0, charset_size + 1, charset_size + 2)
+        )
+        model = CLIP4STRWithTinyCaptionTokenizer(config).eval()
+        with torch.no_grad():
+            logits = model(**inputs).logits
+        self.assertEqual(logits.shape[0], self.model_tester.batch_size)
+        self.assertEqual(logits.shape[-1], config.num_classes)
 
     @_not_applicable("the model reads pixel_values; it has no inputs_embeds")
     def test_inputs_embeds(self):
