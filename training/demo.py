@@ -16,6 +16,15 @@ Steps (each one a command you can also run by hand; they are printed as they run
    it on the held-out words.
 5. A grid of test images with predictions and confidences is written to `<output-dir>/predictions.png`.
 
+Real word crops (`--real-data SRC [SRC ...]`: Hub ids, parquet / arrow / imagefolder directories, LMDB directories
+or trees, anything `run_str.py` reads): step 1c, `python -m training.real_data`, holds a fixed validation split out
+of each source (10 %, at least 300 crops; `training/real_data.py`) and writes the rest for training; `run_str.py`
+then mixes them into the synthetic words (`--real-weight`: their share of the training stream), and step 4b scores
+the model on each source's held-out crops (36-character protocol, every label length counted) next to the held-out
+synthetic words, in `results.md` and `summary.json`. Without `--real-data`, an English demo that finds the shared
+real sets (`../shared/data/real/IIIT5k_train` and `IC15_train` beside the repository) still scores its model on
+their validation split; on a fresh clone, without them, it says so in one line and scores synthetic words only.
+
 With `--language vi` the words are made-up Vietnamese words (one or two syllables, each with one of the six tones, in
 lower, capitalised or upper case), the charset is built from the training labels by
 `python -m training.tools.build_charset` (step 1b) and given to `run_str.py --charset_file`, and the evaluation scores
@@ -31,6 +40,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from training.real_data import SHARED_REAL, VALIDATION_RULE, shared_real_sources, training_weights
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -65,6 +76,10 @@ DATA_VI = dict(num_train=100_000, num_test=1_000, min_len=1, max_len=10, augment
 # shipped seed, not for every seed.
 TRAIN_VI = dict(max_steps=10000, batch_size=32, learning_rate=2e-3, decoder_heads=2, perm_num=2, refine_iters=0)
 RECIPES = {"en": (DATA, TRAIN), "vi": (DATA_VI, TRAIN_VI)}
+# With real crops (--real-data): their default share of the training stream (the real sources split it in proportion
+# to their training crops), and the longest word the model reads. Real words run longer than the synthetic 3 to 8
+# characters (about 8 % of the IIIT5k and IC15 training words have 9 to 22), and every length is scored.
+REAL = dict(weight=0.5, max_label_length=25)
 CHARSET_EN = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
@@ -170,7 +185,23 @@ def main():
     parser.add_argument("--threads", type=int, default=1,
                         help="CPU threads of the training process. One thread for the model and one for the data "
                              "loader suit 2 cores: with more threads than free cores, small matrix products stall.")
+    parser.add_argument("--real-data", nargs="+", default=None, metavar="SRC",
+                        help="real word crops to train on besides the synthetic words (Hub ids, parquet / arrow / "
+                             "imagefolder directories, LMDB directories or trees); a fixed validation split of each "
+                             "is held out and scored")
+    parser.add_argument("--real-weight", type=float, default=None,
+                        help=f"share of real crops in the training stream, in (0, 1] (default {REAL['weight']})")
+    parser.add_argument("--augment", action="store_true",
+                        help="run_str.py's RandAugment on every training image, synthetic and real (off in the "
+                             "recipe: the synthetic words carry their own distortions)")
+    parser.add_argument("--no-real-validation", action="store_true",
+                        help="without --real-data: do not score the model on the shared real sets' validation split")
     args = parser.parse_args()
+    real_weight = REAL["weight"] if args.real_weight is None else args.real_weight
+    if args.real_weight is not None and not args.real_data:
+        parser.error("--real-weight needs --real-data.")
+    if not 0 < real_weight <= 1:
+        parser.error(f"--real-weight must be in (0, 1], got {real_weight}.")
     data_recipe, train_recipe = RECIPES[args.language]
     max_steps = train_recipe["max_steps"] if args.max_steps is None else args.max_steps
     learning_rate = train_recipe["learning_rate"] if args.learning_rate is None else args.learning_rate
@@ -193,6 +224,17 @@ def main():
     synth += ["--layout-engine", data_recipe["layout_engine"]]
     times["data"] = run(synth, out / "synth.log")
 
+    # Real crops: the training part and the held-out validation part of each source (only the latter when the demo
+    # merely scores the shared sets).
+    real_sources, train_on_real = choose_real_sources(args.real_data, args.language, args.no_real_validation)
+    real_records = []
+    if real_sources:
+        real_dir = out / "real"
+        times["real_data"] = run([sys.executable, "-m", "training.real_data", *real_sources, "--output-dir",
+                                  str(real_dir), *([] if train_on_real else ["--validation-only"])],
+                                 out / "real_data.log")
+        real_records = json.loads((real_dir / "real_data.json").read_text(encoding="utf-8"))
+
     if args.language == "en":
         charset_options = ["--charset", CHARSET_EN]
     else:
@@ -203,17 +245,26 @@ def main():
         charset = charset_file.read_text(encoding="utf-8").strip("\n")
         charset_options = ["--charset_file", str(charset_file), "--caption_charset", charset]
 
+    train_sources, weight_options = [str(data)], []
+    max_label_length = data_recipe["max_len"]
+    if train_on_real:
+        train_sources += [record["directory"] for record in real_records]  # their `train` split: never validation
+        weights = training_weights(real_weight, [record["num_train"] for record in real_records])
+        weight_options = ["--train_weights", *(f"{weight:.6g}" for weight in weights)]
+        max_label_length = max(max_label_length, REAL["max_label_length"])
+
     clip_dir = random_clip(out / "random-clip", args.seed)
     model_dir = out / "clip4str-demo"
     times["train"] = run([
         sys.executable, "-m", "training.run_str",
         "--clip_model_name_or_path", str(clip_dir),
-        *charset_options, "--max_label_length", str(data_recipe["max_len"]),
+        *charset_options, "--max_label_length", str(max_label_length),
         "--image_size", *(str(value) for value in CLIP["input_size"]),
         "--decoder_num_heads", str(train_recipe["decoder_heads"]), "--perm_num", str(train_recipe["perm_num"]),
         "--refine_iters", str(train_recipe["refine_iters"]),
         "--decoder_dropout", "0.0", "--num_frozen_text_layers", "-1",
-        "--train_datasets", str(data), "--streaming", "true", "--augment", "false",
+        "--train_datasets", *train_sources, *weight_options, "--streaming", "true",
+        "--augment", "true" if args.augment else "false",
         "--output_dir", str(model_dir), "--overwrite_output_dir", "true",
         "--max_steps", str(max_steps), "--per_device_train_batch_size", str(train_recipe["batch_size"]),
         "--learning_rate", str(learning_rate), "--decoder_lr_multiplier", "1",
@@ -232,12 +283,31 @@ def main():
         evaluate += ["--confusions", "20"]  # scored on the model's own charset: tone marks count
     times["evaluate"] = run(evaluate, out / "evaluate.log")
 
+    real_scores = None
+    if real_records:
+        # Every label length is scored (--max-label-length 0): a word longer than the model reads counts as wrong.
+        real_results = out / "results_real.json"
+        times["evaluate_real"] = run([
+            sys.executable, "-m", "training.evaluate_str", "--model", str(model_dir), "--data-source", "hub",
+            "--data", *(f"{record['name']}={record['directory']}" for record in real_records),
+            "--split", "validation", "--max-label-length", "0", "--batch-size", "100", "--no-progress",
+            "--output-json", str(real_results), "--output-markdown", str(out / "results_real.md"),
+        ], out / "evaluate_real.log")
+        real_scores = json.loads(real_results.read_text())
+        append_real_results(out / "results.md", out / "results_real.md", real_records, train_on_real, real_weight)
+
     scores = json.loads(results.read_text())
     accuracy = scores["combined"]["accuracy"]
     grid = write_grid(model_dir, data, out / "predictions.png", language=args.language)
     times["total"] = time.perf_counter() - start
     summary = {"held_out_word_accuracy": accuracy, "training_steps": max_steps, "learning_rate": learning_rate,
                "seconds": {key: round(value, 1) for key, value in times.items()}, "grid": str(grid)}
+    if real_scores is not None:
+        summary = {"held_out_word_accuracy": accuracy,
+                   "real_held_out_word_accuracy": {name: result["accuracy"]
+                                                   for name, result in real_scores["datasets"].items()},
+                   **summary,
+                   "real_validation": real_summary(real_scores, real_records, train_on_real, real_weight)}
     if args.language != "en":
         protocol = scores["protocol"]
         summary = {"language": args.language, **summary, "one_minus_ned": scores["combined"]["one_minus_ned"],
@@ -245,6 +315,60 @@ def main():
                    "character_errors": scores["confusions"]["kinds"]}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False), encoding="utf-8")
     print(json.dumps(summary, indent=2, ensure_ascii=False))
+
+
+def choose_real_sources(real_data: list[str] | None, language: str, no_real_validation: bool = False,
+                        shared=SHARED_REAL) -> tuple[list[str], bool]:
+    """`(sources, train_on_them)`: the `--real-data` sources to train on; else, for the English demo, the shared
+    real sets at `shared` (when present) to score the synthetic-only model on; else none (said in one line)."""
+    if real_data:
+        return list(real_data), True
+    if language != "en" or no_real_validation:
+        return [], False
+    sources = shared_real_sources(shared)
+    if not sources:
+        print(f"No real word crops at {shared}: scoring synthetic words only.", flush=True)
+    return sources, False
+
+
+def real_summary(scores: dict, records: list[dict], trained: bool, weight: float) -> dict:
+    """What summary.json says about the real crops: per source, how many trained and were held out, and the scores
+    on the held-out ones; the combined score; the protocol."""
+    from training.evaluate_str import describe_protocol
+
+    sources = {}
+    for record in records:
+        result = scores["datasets"][record["name"]]
+        sources[record["name"]] = {
+            "source": record["source"], "num_records": record["num_records"],
+            "num_train": record["num_train"] if trained else 0, "num_validation": record["num_validation"],
+            "num_scored": result["num_samples"], "num_skipped": result["num_skipped"], "skipped": result["skipped"],
+            "word_accuracy": result["accuracy"], "one_minus_ned": result["one_minus_ned"],
+        }
+    combined = scores["combined"]
+    return {
+        "trained_on_real": trained, "real_weight": weight if trained else 0.0, "sources": sources,
+        "combined": {"num_scored": combined["num_samples"], "word_accuracy": combined["accuracy"],
+                     "one_minus_ned": combined["one_minus_ned"]},
+        "protocol": describe_protocol(scores["protocol"]) + "; every label length scored",
+        "split": VALIDATION_RULE,
+    }
+
+
+def append_real_results(results_md: Path, real_md: Path, records: list[dict], trained: bool, weight: float) -> None:
+    """Add the scores on the held-out real crops to results.md, below the synthetic words' table."""
+    held_out = ", ".join(f"{record['num_validation']:,} of {record['name']}'s {record['num_records']:,}"
+                         for record in records)
+    if trained:
+        training = ", ".join(f"{record['name']} ({record['num_train']:,} crops)" for record in records)
+        how = f"Trained on real crops: {training}, {weight:.0%} of the training stream; the rest synthetic words."
+    else:
+        how = "Not trained on real crops (synthetic words only)."
+    text = (f"\n## Real word crops: the held-out validation split\n\n{how}\nHeld out of training and scored here: "
+            f"{held_out} crops (`training/real_data.py`: {VALIDATION_RULE}). Every label length is scored.\n\n"
+            + real_md.read_text(encoding="utf-8"))
+    with open(results_md, "a", encoding="utf-8") as handle:
+        handle.write(text)
 
 
 def write_grid(model_dir: Path, data: Path, path: Path, count: int = 24, language: str = "en") -> Path:
