@@ -28,6 +28,10 @@ TRAINING = [
 # Export to ONNX and read without torch (modeling_clip4str.export_onnx, onnx_clip4str); tested with onnx 1.23 and
 # onnxruntime 1.32. Exporting uses torch's TorchScript-based exporter, so `onnxscript` is not needed.
 ONNX = ["onnx>=1.16", "onnxruntime>=1.18"]
+# benchmarks/bench_real.py only: PP-OCRv6 small, the recogniser bundled in the rapidocr wheel (tested with 3.10), as
+# the comparison on real word crops. rapidocr leaves the runtime to the user, hence onnxruntime; it reads images with
+# OpenCV (the headless build: no GUI libraries). Not needed by the model, training or the demo.
+BENCH = ["rapidocr>=3.10,<4", "onnxruntime>=1.18", "opencv-python-headless>=4.8"]
 DEV = ["pytest>=8", "pytest-timeout>=2.3", "parameterized>=0.9"]  # parameterized: transformers' common model tests
 
 setup(
@@ -41,7 +45,7 @@ setup(
     packages=find_packages(include=["modeling_clip4str", "modeling_clip4str.*", "training", "training.*"]),
     package_data={"training": ["metrics/*/*.py"]},
     install_requires=CORE,
-    extras_require={"training": TRAINING, "onnx": ONNX, "dev": TRAINING + ONNX + DEV},
+    extras_require={"training": TRAINING, "onnx": ONNX, "bench": BENCH, "dev": TRAINING + ONNX + DEV},
     classifiers=[
         "License :: OSI Approved :: Apache Software License",
         "Programming Language :: Python :: 3",

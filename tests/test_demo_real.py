@@ -162,3 +162,30 @@ def test_demo_scores_the_shared_sets_when_present_and_says_so_when_absent(tmp_pa
     assert choose_real_sources(None, "en", shared=tmp_path / "real") == (expected, False)
     assert choose_real_sources(None, "en", no_real_validation=True, shared=tmp_path / "real") == ([], False)
     assert choose_real_sources(None, "vi", shared=tmp_path / "real") == ([], False)
+
+
+def test_bench_real_scores_our_model_and_ppocr_on_the_held_out_crops(tmp_path, caption_tokenizer):
+    """`benchmarks/bench_real.py` on a tiny random model and 40 drawn crops: it reads exactly the held-out split,
+    scores under the 36-character protocol and times every reader (PP-OCR too where rapidocr is installed)."""
+    import importlib.util
+
+    from conftest import load_benchmark, make_model, make_processor
+
+    bench_real = load_benchmark("bench_real")
+    model = make_model(caption_tokenizer)
+    model_dir = tmp_path / "tiny-model"
+    model.save_pretrained(model_dir)
+    make_processor(model.config).save_pretrained(model_dir)
+    labels = _real_lmdb(tmp_path / "src" / "tiny_lmdb", 40, "l")
+    ppocr = importlib.util.find_spec("rapidocr") is not None and importlib.util.find_spec("onnxruntime") is not None
+    report = bench_real.main([f"tiny={model_dir}", "--real-data", str(tmp_path / "src" / "tiny_lmdb"), "--warmup", "1",
+                              "--output-json", str(tmp_path / "bench.json"), *([] if ppocr else ["--no-ppocr"])])
+    assert report["datasets"]["tiny_lmdb"]["num_scored"] == 8 == len(validation_indices(len(labels)))
+    readers = [row["reader"] for row in report["rows"]]
+    assert readers == ["tiny"] + ([bench_real.PPOCR_NAME] if ppocr else [])
+    for row in report["rows"]:
+        assert row["timed_crops"] == 8 and row["ms_per_crop_median"] > 0
+        assert 0.0 <= row["combined"]["accuracy"] <= 1.0
+    if ppocr:  # plain black-on-white words: the real recogniser reads most of them
+        assert report["rows"][-1]["combined"]["accuracy"] >= 0.5
+    assert json.loads((tmp_path / "bench.json").read_text())["rows"][0]["reader"] == "tiny"
