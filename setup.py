@@ -23,6 +23,8 @@ TRAINING = [
     "kornia>=0.8",  # RandAugment-style augmentation on tensors, without torchvision
     "pyyaml>=6",  # YAML argument files for run_str.py
     "matplotlib>=3.8",  # its bundled TrueType fonts render the demo's synthetic word images
+    "pretix-fontpack-free>=1.11",  # ~130 open-licence TrueType files (OFL, Apache, UFL) for synth's realistic style
+    "wordfreq>=3.0",  # English and Vietnamese word-frequency lists: the realistic style's real words
     "tensorboard>=2.14",  # --report_to tensorboard (transformers' callback writes through torch.utils.tensorboard)
 ]
 # Export to ONNX and read without torch (modeling_clip4str.export_onnx, onnx_clip4str); tested with onnx 1.23 and
