@@ -355,3 +355,57 @@ def test_corrupt_image_is_skipped_and_counted(workspace):
     assert metrics["eval_data/undecodable_image"] == 1 and metrics["eval_data/kept"] == len(WORDS) - 1
     assert metrics["eval_data/removed_characters"] == 1
     assert metrics["eval_num_samples"] == len(WORDS) - 1
+
+
+def _assert_refused_as_onnx_export(directory, monkeypatch):
+    """`--model_name_or_path` of an ONNX export is refused when the arguments are read (before any loading), naming
+    what to pass instead; in code, `ModelArguments` refuses it likewise."""
+    from training.run_str import ModelArguments, parse_arguments
+
+    expected = (r"is an ONNX export \(it has clip4str_onnx\.json\): ONNX graphs cannot be trained.*Pass the PyTorch "
+                r"model directory \(or Hub id\) it was exported from, the MODEL_DIR of `python -m "
+                r"modeling_clip4str\.export_onnx MODEL_DIR OUT_DIR`")
+    monkeypatch.setattr(sys, "argv", ["run_str.py", "--model_name_or_path", str(directory), "--train_datasets",
+                                      "unused", "--max_steps", "1", "--output_dir", str(directory / "out")])
+    with pytest.raises(ValueError, match=expected) as raised:
+        parse_arguments()
+    assert str(directory) in str(raised.value)
+    with pytest.raises(ValueError, match=expected):
+        ModelArguments(model_name_or_path=str(directory))
+
+
+def test_an_onnx_export_is_refused_with_what_to_pass_instead(tmp_path, monkeypatch):
+    """A directory that looks like an export (its description file, a config.json, no weights)."""
+    from modeling_clip4str.onnx_clip4str import DESCRIPTION_FILE
+
+    export = tmp_path / "model-onnx"
+    export.mkdir()
+    (export / DESCRIPTION_FILE).write_text(json.dumps({"format_version": 1, "graphs": {}}))
+    (export / "config.json").write_text(json.dumps({"model_type": "clip4str"}))
+    _assert_refused_as_onnx_export(export, monkeypatch)
+    # Other directories (the PyTorch model beside it) and Hub ids pass on to loading.
+    from training.run_str import ModelArguments
+
+    (tmp_path / "model").mkdir()
+    for source in (str(tmp_path / "model"), "someone/clip4str-b16"):
+        assert ModelArguments(model_name_or_path=source).model_name_or_path == source
+
+
+def test_a_real_onnx_export_is_refused(caption_tokenizer, tmp_path, monkeypatch):
+    """What `export_onnx` writes for a tiny model is recognised (before the fix: AttributeError, 'CLIP4STROnnxModel'
+    object has no attribute 'freeze_text_layers', after loading the graphs)."""
+    pytest.importorskip("onnx", reason="the ONNX export needs `onnx` (pip install 'clip4str-hf[onnx]')")
+    pytest.importorskip("onnxruntime", reason="the ONNX export needs `onnxruntime` (pip install 'clip4str-hf[onnx]')")
+    import torch
+
+    from conftest import make_model, make_processor
+    from modeling_clip4str.export_onnx import export
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny model: a second thread only waits for a core on a shared machine
+    try:
+        model = make_model(caption_tokenizer)
+        export(model, make_processor(model.config), tmp_path / "model-onnx", log=lambda line: None)
+    finally:
+        torch.set_num_threads(threads)
+    _assert_refused_as_onnx_export(tmp_path / "model-onnx", monkeypatch)

@@ -36,6 +36,7 @@ from transformers import EarlyStoppingCallback, HfArgumentParser, Seq2SeqTrainin
 
 from modeling_clip4str import CHARSET_36, CHARSET_94, CLIP4STRForSceneTextRecognition, CLIP4STRProcessor
 from modeling_clip4str.labels_clip4str import ASCII_FOLD
+from modeling_clip4str.onnx_clip4str import DESCRIPTION_FILE, is_exported_directory
 from training.checkpoints import NoCompleteCheckpointError, find_resumable_checkpoint
 from training.data import STRDataCollator, build_eval_dataset, build_train_dataset
 from training.data.sources import source_split_names
@@ -45,12 +46,26 @@ from training.trainer import CLIP4STRTrainer
 logger = logging.getLogger("run_str")
 
 
+def refuse_onnx_export(model_name_or_path: str) -> None:
+    """Refuse, before anything is loaded, a directory that `python -m modeling_clip4str.export_onnx` wrote: its ONNX
+    graphs can be run (`evaluate_str.py` reads them) but not trained, and it holds no PyTorch weights."""
+    if os.path.isdir(model_name_or_path) and is_exported_directory(model_name_or_path):
+        raise ValueError(
+            f"--model_name_or_path {model_name_or_path} is an ONNX export (it has {DESCRIPTION_FILE}): ONNX graphs "
+            "cannot be trained or fine-tuned, and the export holds no PyTorch weights. Pass the PyTorch model "
+            "directory (or Hub id) it was exported from, the MODEL_DIR of `python -m modeling_clip4str.export_onnx "
+            "MODEL_DIR OUT_DIR`, and export the fine-tuned model again afterwards."
+        )
+
+
 @dataclass
 class ModelArguments:
     """Where the model comes from, and the CLIP4STR settings of a new one."""
 
     model_name_or_path: str | None = field(
-        default=None, metadata={"help": "A CLIP4STR directory or Hub id to fine-tune."}
+        default=None,
+        metadata={"help": "A CLIP4STR directory or Hub id to fine-tune (the PyTorch model: an ONNX export cannot be "
+                          "trained)."},
     )
     clip_model_name_or_path: str | None = field(
         default=None,
@@ -90,6 +105,8 @@ class ModelArguments:
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow model code from the Hub."})
 
     def __post_init__(self):
+        if self.model_name_or_path is not None:
+            refuse_onnx_export(self.model_name_or_path)
         if self.charset_file is not None:
             if self.charset is not None:
                 raise ValueError("Give --charset or --charset_file, not both.")
@@ -281,6 +298,9 @@ def model_and_processor(model_args: ModelArguments):
         )
         _check_fine_tuning_overrides(model.config, model_args.config_overrides())
         model.freeze_text_layers(model.config.num_frozen_text_layers)
+        # Trained (and evaluated during training) here, with its processor: evaluate_str's default then reads it the
+        # same way, even when it started as a converted checkpoint scored like the reference's test.py.
+        model.config.benchmark_protocol = "pipeline"
         return model, processor
     overrides = model_args.config_overrides()
     overrides.setdefault("charset", CHARSET_94)
