@@ -366,3 +366,147 @@ def test_demo_runs_end_to_end_on_a_few_images(tmp_path, language):
     if language == "vi":
         assert summary["protocol"] == "model" and summary["charset_size"] == len(config.charset)
         assert sum(summary["character_errors"].values()) > 0  # two steps from random weights: errors, split by kind
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The realistic style: photo-like crops of real words, a licensed font collection
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _package_font(fragment: str) -> str:
+    from training.fonts import package_fonts
+
+    matches = [path for path in package_fonts() if fragment in Path(path).name]
+    assert matches, f"pretix-fontpack-free ships no {fragment} (installed with the training extra)"
+    return matches[0]
+
+
+def test_realistic_style_same_seed_same_bytes_whatever_the_workers(tmp_path):
+    """The realistic style keeps the per-image seeding: one process or three, chunks of 4 words, the same files;
+    render_word gives the same pixels for the same seed."""
+    fonts = [_package_font("Oswald_v57_regular"), _package_font("Vollkorn-Regular"), "DejaVuSans.ttf"]
+    options = dict(num_train=18, num_test=5, seed=11, style="realistic", fonts=fonts, shard_rows=10, chunk_size=4)
+    one = generate_dataset(tmp_path / "one", workers=1, **options)
+    three = generate_dataset(tmp_path / "three", workers=3, **options)
+    files = sorted(path.relative_to(tmp_path / "one") for path in (tmp_path / "one").rglob("*.parquet"))
+    assert len(files) == 3
+    for relative in files:
+        assert (tmp_path / "one" / relative).read_bytes() == (tmp_path / "three" / relative).read_bytes()
+    assert one["images_per_font"] == three["images_per_font"] and one["style"] == "realistic"
+    first = render_word("Hello", seed=4, style="realistic", font=fonts[0])
+    assert np.array_equal(np.asarray(first), np.asarray(render_word("Hello", seed=4, style="realistic", font=fonts[0])))
+    assert not np.array_equal(np.asarray(first), np.asarray(render_word("Hello", seed=5, style="realistic",
+                                                                        font=fonts[0])))
+    assert first.size == (128, 32) and first.mode == "RGB"
+
+
+def _text_is_light(image, mask) -> bool:
+    """Whether the text is lighter than the background, measured on the rendered pixels: the mean luminance where
+    the text's fill lies against the mean where neither it nor its blur reaches."""
+    luminance = np.asarray(image.convert("L"), dtype=np.float64)
+    coverage = np.asarray(mask, dtype=np.float64)
+    inside, outside = coverage > 200, coverage < 5
+    return luminance[inside].mean() > luminance[outside].mean()
+
+
+def test_realistic_style_draws_light_on_dark_as_often_as_dark_on_light():
+    font = _package_font("Roboto_v51_bold")
+    words = ["STOP", "Exit", "open", "Hotel", "café", "4:30", "SALE", "bus", "Main St.", "coffee"]
+    light = []
+    for seed in range(60):
+        image, mask = render_word(words[seed % len(words)], seed=seed, font=font, style="realistic", return_mask=True)
+        assert np.asarray(mask).max() > 200  # the word is there
+        light.append(_text_is_light(image, mask))
+    assert 0.3 <= np.mean(light) <= 0.7, np.mean(light)  # either polarity, about equally often
+    dark_on_light = [_text_is_light(*render_word("Exit", seed=seed, font=font, style="realistic",
+                                                 colors="dark-on-light", return_mask=True)) for seed in range(20)]
+    assert not any(dark_on_light)
+    with pytest.raises(ValueError):
+        render_word("Exit", seed=0, font=font, return_mask=True)  # the classic style has no mask to give
+
+
+def test_realistic_style_records_each_fonts_licence(tmp_path):
+    from training.fonts import OPEN_LICENCES, font_licence, realistic_fonts
+
+    fonts = {
+        _package_font("Roboto-Condensed_v31_regular"): "Apache-2.0",  # its name table says so
+        _package_font("Ubuntu_v21_regular"): "UFL-1.0",  # said in its copyright notice only
+        _package_font("titillium-regularupright"): "OFL-1.1",  # said only in the package's own font list
+        str(matplotlib_font_dir() / "DejaVuSerif.ttf"): "Bitstream-Vera",
+    }
+    for path, licence in fonts.items():
+        assert font_licence(path)["licence"] == licence, path
+    assert "font list" in font_licence(_package_font("titillium-regularupright"))["evidence"]
+    # The default collection: only fonts under known open licences, Computer Modern (no licence stated) left out.
+    collection = realistic_fonts()
+    assert len(collection) > 100 and all(font_licence(font)["licence"] in OPEN_LICENCES for font in collection)
+    assert not any(Path(font).name.startswith("cm") for font in collection)
+
+    out = tmp_path / "data"
+    main([str(out), "--style", "realistic", "--num-train", "12", "--num-test", "3", "--workers", "1",
+          "--max-len", "12", "--fonts", *fonts])
+    config = json.loads((out / "synth_config.json").read_text(encoding="utf-8"))
+    assert config["style"] == "realistic" and config["words"] == "real" and config["word_source"]["package"] == "wordfreq"
+    assert {"pretix-fontpack-free", "wordfreq", "libjpeg"} <= set(config["versions"])
+    recorded = {info["path"]: info["licence"] for info in config["font_coverage"].values()}
+    assert recorded == fonts
+    assert config["font_licences"] == {"Apache-2.0": 1, "Bitstream-Vera": 1, "OFL-1.1": 1, "UFL-1.0": 1}
+    readme = (out / "README.md").read_text(encoding="utf-8")
+    assert "## Font licences" in readme and "Style: `realistic`" in readme and "wordfreq" in readme
+    row = next(line for line in readme.splitlines() if line.startswith("| Ubuntu_v21_regular.ttf |"))
+    assert "| UFL-1.0 | pretix-fontpack-free " in row
+    assert "pretix_fontpackfree/Ubuntu Font Licence 1.0.txt" in readme
+    texts = pq_texts(out)
+    assert all(1 <= len(text) <= 12 for text in texts)
+
+
+def pq_texts(out) -> list[str]:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(out / "train").to_pydict()["text"] + pq.read_table(out / "test").to_pydict()["text"]
+
+
+def test_realistic_vietnamese_words_only_drawn_with_fonts_that_cover_them(tmp_path):
+    """Real Vietnamese words: a font lacking letters (DejaVu Sans Mono lacks the hook above, Ubuntu most tone marks)
+    draws only the words it covers, every character of every word a real glyph of its font."""
+    import pyarrow.parquet as pq
+    from fontTools.ttLib import TTFont
+
+    from training.fonts import font_coverage
+    from training.vietnamese import VIETNAMESE_CHARSET
+
+    fonts = [str(matplotlib_font_dir() / "DejaVuSansMono.ttf"), _package_font("Ubuntu_v21_regular"),
+             _package_font("Oswald_v57_regular")]
+    out = tmp_path / "vi"
+    summary = generate_dataset(out, num_train=80, num_test=10, style="realistic", language="vi", fonts=fonts,
+                               max_len=10, workers=1, seed=2)
+    assert summary["charset"].startswith(VIETNAMESE_CHARSET) and summary["word_source"]["language"] == "vi"
+    rows = pq.read_table(out / "train").to_pydict()
+    texts, used = rows["text"], rows["font"]
+    assert any(not text.isascii() for text in texts)  # tone marks and vowel marks are drawn
+    by_name = {Path(font).name: font for font in fonts}
+    cmaps = {name: TTFont(path).getBestCmap() for name, path in by_name.items()}
+    for text, name in zip(texts, used):
+        assert set(text) <= font_coverage(by_name[name], text), (text, name)
+        assert all(ord(char) in cmaps[name] for char in text), (text, name)
+    lacking = {name for name, info in summary["font_coverage"].items() if info["missing"]}
+    assert {"DejaVuSansMono.ttf", "Ubuntu_v21_regular.ttf"} <= lacking
+    assert lacking & set(used)  # the fonts that lack letters were used, for the words they cover
+
+
+def test_real_words_follow_the_charset():
+    from training.synth import PRINTABLE_ASCII, real_word
+
+    rng = np.random.default_rng(0)
+    words = [real_word(rng, PRINTABLE_ASCII, 1, 25) for _ in range(400)]
+    assert all(1 <= len(word) <= 25 and set(word) <= set(PRINTABLE_ASCII) for word in words)
+    assert any(word.isupper() for word in words) and any(word.islower() for word in words)
+    assert any(word[0].isupper() and word[1:].islower() for word in words if len(word) > 1)
+    assert any(any(c.isdigit() for c in word) for word in words) and any(not word.isalnum() for word in words)
+    # A charset without digits or punctuation gets none; one without upper case gets words its labels fold.
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    plain = [real_word(rng, letters, 3, 10) for _ in range(200)]
+    assert all(word.lower().isalpha() and word.isascii() and 3 <= len(word) <= 10 for word in plain)
+    assert any(not word.islower() for word in plain)
+    with pytest.raises(ValueError):
+        real_word(rng, letters, 1, 5, language="fr")
