@@ -146,6 +146,7 @@ def run(readers, crops: dict, cleaner: LabelCleaner, warmup: int) -> list[dict]:
                              unicode_normalization=cleaner.unicode_normalization).normalize
     scores = {reader.name: {name: STRScoreAccumulator(CHARSET_36) for name in crops} for reader in readers}
     times = {reader.name: [] for reader in readers}
+    lengths = {reader.name: [] for reader in readers}  # the raw texts' lengths: our decoding time grows with them
     order = [(name, image, label) for name, data in crops.items() for image, label in data["crops"]]
     for reader in readers:  # untimed: first-call allocations, lazy initialisation
         for _, image, _ in order[:warmup]:
@@ -155,6 +156,7 @@ def run(readers, crops: dict, cleaner: LabelCleaner, warmup: int) -> list[dict]:
             start = time.perf_counter()
             text, confidence = reader(image)
             times[reader.name].append(time.perf_counter() - start)
+            lengths[reader.name].append(len(text))
             scores[reader.name][name].update([normalize(text)], [label], [min(1.0, max(0.0, confidence))])
     rows = []
     for reader in readers:
@@ -174,6 +176,7 @@ def run(readers, crops: dict, cleaner: LabelCleaner, warmup: int) -> list[dict]:
             "ms_per_crop_median": statistics.median(milliseconds) if milliseconds else None,
             "ms_per_crop_mean": statistics.fmean(milliseconds) if milliseconds else None,
             "timed_crops": len(milliseconds),
+            "mean_text_length": statistics.fmean(lengths[reader.name]) if lengths[reader.name] else None,
         })
     return rows
 

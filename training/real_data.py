@@ -49,7 +49,8 @@ so earlier scores stop being comparable."""
 VALIDATION_RULE = (f"{VALIDATION_FRACTION:.0%} of each source, at least {MIN_VALIDATION} crops but at most "
                    f"{MAX_VALIDATION_SHARE:.0%}, chosen by a keyed hash of the record number")
 PARTS = ("train", "validation")
-_ROWS_PER_FILE = 256  # several parquet files per part: a stream of them can be shuffled and shared by workers
+_ROWS_PER_FILE = 256
+_MIN_TRAIN_FILES = 8  # a training stream of fewer shards than this is warned about (and shuffles coarsely)
 
 
 def validation_size(num_records: int) -> int:
@@ -175,9 +176,13 @@ def _write_part(dataset, directory: Path, part: str) -> int:
     directory.mkdir(parents=True, exist_ok=True)
     for old in directory.glob("*.parquet"):
         old.unlink()
+    # Several files per part: a stream of them can be shuffled by shard and shared by DataLoader workers.
     num_files = max(1, math.ceil(len(dataset) / _ROWS_PER_FILE))
-    for number in range(num_files):
-        rows = dataset[number * _ROWS_PER_FILE:(number + 1) * _ROWS_PER_FILE]
+    if part == "train":
+        num_files = max(num_files, min(len(dataset), _MIN_TRAIN_FILES))
+    bounds = [round(k * len(dataset) / num_files) for k in range(num_files + 1)]
+    for number, (begin, end) in enumerate(zip(bounds, bounds[1:])):
+        rows = dataset[begin:end]
         images = [_embedded(image) for image in rows["image"]]
         table = pa.table({"image": images, "text": rows["text"]}, schema=schema)
         pq.write_table(table, directory / f"{part}-{number:05d}-of-{num_files:05d}.parquet")
