@@ -298,6 +298,7 @@ def real_word(rng: np.random.Generator, charset: str, min_len: int, max_len: int
         raise ValueError(f"Unknown language {language!r}; use one of {', '.join(LANGUAGES)}.")
     has_digits = any(c.isdigit() for c in charset)
     has_punctuation = any(c in PUNCTUATION for c in charset)
+    has_alnum = any(c.isalnum() for c in charset)
     for _ in range(1000):
         draw = rng.random()
         if draw < 0.5:
@@ -318,7 +319,8 @@ def real_word(rng: np.random.Generator, charset: str, min_len: int, max_len: int
             word = random_string(rng, pool, length)
         else:
             continue
-        if _fits(word, charset, min_len, max_len):
+        # A crop of punctuation alone ("." or "~") is no word of the world: some letter or digit is required.
+        if _fits(word, charset, min_len, max_len) and (has_alnum is False or any(c.isalnum() for c in word)):
             return word
     raise ValueError(f"Cannot draw words of {min_len} to {max_len} characters of this charset; widen the range.")
 
@@ -641,10 +643,11 @@ def _value_noise(rng: np.random.Generator, height: int, width: int, cells: int) 
 
 
 def _scene(rng: np.random.Generator, height: int, width: int, color, amplitude: float, font, glyphs: str,
-           layout_engine) -> np.ndarray:
+           layout_engine, busy: bool = False) -> np.ndarray:
     """A photo-like background, float RGB: a base colour under a gradient, fractal noise, soft blotches, strokes and
-    edges, and large out-of-focus glyphs (parts of other text), each with some probability. `amplitude` (0..255)
-    bounds how far the texture strays from the base colour, so the text keeps its contrast."""
+    edges, and large out-of-focus glyphs (parts of other text), each with some probability (`busy`: strokes and
+    glyphs always, for the other scenes seen beyond a panel's edge). `amplitude` (0..255) bounds how far the texture
+    strays from the base colour, so the text keeps its contrast."""
     image = np.empty((height, width, 3), dtype=np.float32)
     image[:] = color
     if rng.random() < 0.6:  # a gradient: light falling across the surface
@@ -675,7 +678,7 @@ def _scene(rng: np.random.Generator, height: int, width: int, color, amplitude: 
         layer = layer.filter(ImageFilter.GaussianBlur(float(rng.uniform(1.0, 4.0))))
         shade = np.asarray(layer, dtype=np.float32)[..., None] / 255.0
         image += shade * (rng.uniform(-1.0, 1.0, size=3).astype(np.float32) * amplitude * 1.5)
-    if rng.random() < 0.3:  # strokes and edges: cables, frames, the border of a panel
+    if busy or rng.random() < 0.3:  # strokes and edges: cables, frames, the border of a panel
         layer = Image.new("L", (width, height), 0)
         draw = ImageDraw.Draw(layer)
         for _ in range(int(rng.integers(1, 4))):
@@ -690,7 +693,7 @@ def _scene(rng: np.random.Generator, height: int, width: int, color, amplitude: 
         stroke_color = np.asarray(_color_of_luminance(rng, rng.random(), 0.4), dtype=np.float32)
         strength = rng.uniform(0.3, 1.0) * min(1.0, amplitude / 60.0 + 0.3)
         image = image * (1 - stroke * strength) + stroke_color * stroke * strength
-    if glyphs and rng.random() < 0.2:  # big glyphs of other text, low contrast
+    if glyphs and (busy or rng.random() < 0.2):  # big glyphs of other text, low contrast
         layer = Image.new("L", (width, height), 0)
         draw = ImageDraw.Draw(layer)
         for _ in range(int(rng.integers(1, 3))):
@@ -821,7 +824,13 @@ def _render_realistic(text, rng, font, image_height, image_width, augment, min_c
     if rng.random() < 0.15 * augment:
         packed = _curve(packed, rng, float(rng.uniform(0.1, 0.35)) * line_height * augment)
     width, height = packed.size
+    ink = packed.getchannel(1 if outline else 0).getbbox() or (0, 0, width, height)
+    text_w, text_h = max(ink[2] - ink[0], 1), max(ink[3] - ink[1], 1)
     angle = np.deg2rad(rng.normal(0, 3.0) if rng.random() < 0.85 else rng.uniform(-15, 15)) * augment
+    # A long word turns less: its slant across the crop stays within 1.5 text heights (else the crop's height is
+    # mostly slant, and the letters come out a few pixels high).
+    limit_angle = max(np.deg2rad(2.0), float(np.arctan(1.5 * text_h / text_w)))
+    angle = float(np.clip(angle, -limit_angle, limit_angle))
     shear = float(rng.normal(0, 0.15)) * augment if rng.random() < 0.4 else 0.0
     corners = np.array([(0, 0), (width, 0), (width, height), (0, height)], dtype=np.float64)
     moved = corners - corners.mean(axis=0)
@@ -834,21 +843,20 @@ def _render_realistic(text, rng, font, image_height, image_width, augment, min_c
     to_canvas = _solve_homography(corners, moved)  # and back
 
     # --- the crop, in the warped plane: the word's ink, padded (sometimes cut a little), wider for short words ---
-    ink = packed.getchannel(1 if outline else 0).getbbox() or (0, 0, width, height)
     quad = _map_points(to_scene, [(ink[0], ink[1]), (ink[2], ink[1]), (ink[2], ink[3]), (ink[0], ink[3])])
     box = (*quad.min(axis=0), *quad.max(axis=0))
     ink_w, ink_h = box[2] - box[0], box[3] - box[1]
 
-    def pad(low, high, cut):
+    def pad(low, high, cut):  # fractions of the text's own height, not of the slanted box's
         if rng.random() < cut:
-            return -rng.uniform(0.0, low) * ink_h
-        return rng.uniform(0.02, high) * ink_h
+            return -rng.uniform(0.0, low) * text_h
+        return rng.uniform(0.02, high) * text_h
 
     # Cuts stay within 5% of the ink height: a descender's tip or an accent's edge, never a full stop.
     pad_top, pad_bottom = pad(0.05, 0.05 + 0.3 * augment, 0.08 * augment), pad(0.05, 0.05 + 0.3 * augment,
                                                                                 0.08 * augment)
-    char_w = ink_w / max(len(text), 1)
-    cut = min(0.1, 0.25 * char_w / max(ink_h, 1))
+    char_w = text_w / max(len(text), 1)
+    cut = min(0.1, 0.25 * char_w / text_h)
     pad_left = pad(cut, 0.05 + 0.5 * augment, 0.05 * augment)
     pad_right = pad(cut, 0.05 + 0.5 * augment, 0.05 * augment)
     # A neighbouring word shows only in part: the crop ends within a third of a character past the space.
@@ -889,8 +897,8 @@ def _render_realistic(text, rng, font, image_height, image_width, augment, min_c
     image = _scene(rng, image_height, image_width, background, amplitude, font, glyphs, layout_engine)
     if rng.random() < 0.12:  # the sign's edge: outside a panel around the text lies a crop of another scene
         other_color = _color_of_luminance(rng, rng.random(), 0.5)
-        other = _scene(rng, image_height, image_width, other_color, 255.0 * rng.uniform(0.05, 0.3), font, glyphs,
-                       layout_engine)
+        other = _scene(rng, image_height, image_width, other_color, 255.0 * rng.uniform(0.1, 0.4), font, glyphs,
+                       layout_engine, busy=True)
         ys, xs = np.nonzero(fill[..., 0] > 0.3)
         if len(xs):
             panel = Image.new("L", (image_width, image_height), 0)
