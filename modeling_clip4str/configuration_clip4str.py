@@ -57,6 +57,10 @@ PRESETS: dict[str, dict] = {
 }
 
 
+BENCHMARK_PROTOCOLS = ("pipeline", "reference")
+"""The ways `training.evaluate_str` can score a model (its `--protocol`; see the README's Evaluate section)."""
+
+
 class CLIP4STRConfig(PreTrainedConfig):
     r"""
     Configuration of [`CLIP4STRForSceneTextRecognition`]. The defaults are CLIP4STR-B (CLIP ViT-B/16 towers) as
@@ -101,6 +105,11 @@ class CLIP4STRConfig(PreTrainedConfig):
             The text tower's token and position embeddings and its first `num_frozen_text_layers` layers are frozen.
             -1 freezes nothing; a value equal to the number of text layers freezes the whole text tower. Defaults to
             6 (the released models' setting) for text towers of 12 layers or more, half the layers otherwise.
+        benchmark_protocol (`str`, defaults to `"pipeline"`):
+            How `training.evaluate_str` scores this model unless told otherwise (`--protocol auto`): `"reference"`
+            reproduces the reference's test.py, which produced the published numbers of the converted checkpoints
+            (the converter writes it); `"pipeline"` reads the model as the pipeline and training-time evaluation do
+            (its processor, its caption charset), as for models trained with this package.
     """
 
     model_type = "clip4str"
@@ -127,6 +136,7 @@ class CLIP4STRConfig(PreTrainedConfig):
     cross_loss_weight: float = 1.0
     num_frozen_text_layers: int | None = None
     initializer_range: float = 0.02
+    benchmark_protocol: str = "pipeline"
 
     def __post_init__(self, **kwargs):
         preset = PRESETS["clip4str-b16"]
@@ -182,6 +192,10 @@ class CLIP4STRConfig(PreTrainedConfig):
             raise ValueError(
                 "With `perm_mirrored=True` and `perm_forward=False`, `perm_num` must be at least 2 (orders come in "
                 "mirrored pairs); got 1, which leaves no order to train with."
+            )
+        if self.benchmark_protocol not in BENCHMARK_PROTOCOLS:
+            raise ValueError(
+                f"`benchmark_protocol` must be one of {', '.join(BENCHMARK_PROTOCOLS)}, got {self.benchmark_protocol!r}."
             )
         if self.num_frozen_text_layers > self.text_config.num_hidden_layers:
             raise ValueError(
@@ -260,4 +274,4 @@ class CLIP4STRConfig(PreTrainedConfig):
         return cls(**values)
 
 
-__all__ = ["CLIP4STRConfig", "CHARSET_94", "CHARSET_36", "PRESETS", "clip_tower_config"]
+__all__ = ["BENCHMARK_PROTOCOLS", "CLIP4STRConfig", "CHARSET_94", "CHARSET_36", "PRESETS", "clip_tower_config"]

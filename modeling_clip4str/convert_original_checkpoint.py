@@ -5,6 +5,10 @@
 CHECKPOINT is a Lightning `.ckpt` (`{"state_dict", "hyper_parameters"}`) or a bare `.pt` state dict. The CLIP
 tower shapes are read from the tensors; settings a bare state dict cannot carry default to the released models'
 and can be given on the command line (e.g. `--decoder-num-heads 4`).
+
+The saved processor normalises with CLIP's mean and std, as the reference trained and validated the weights
+(`--normalization reference-test`: 0.5 per channel, as the reference's test.py and read.py read). Either way the
+model records `benchmark_protocol="reference"`, so `training.evaluate_str` scores it as test.py did by default.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from collections.abc import Mapping
 import torch
 
 from .configuration_clip4str import CHARSET_36, CHARSET_94, CLIP4STRConfig, clip_tower_config
+from .image_processing_clip4str import NORMALIZATIONS
 
 # Reference settings whose other values change the architecture or the computation this project implements.
 _REQUIRED_HYPERPARAMETERS = {
@@ -238,6 +243,8 @@ def infer_config(state_dict: dict, hyper_parameters: dict, **overrides) -> CLIP4
         "perm_mirrored": hp.get("perm_mirrored", True),
         "cross_loss_weight": hp.get("cross_loss_w", 1.0),
         "num_frozen_text_layers": min(hp.get("text_freeze_nlayer", 6), text_layers),
+        # The published numbers of these weights are test.py's: evaluate_str reproduces it unless told otherwise.
+        "benchmark_protocol": "reference",
     }
     values.update({key: value for key, value in overrides.items() if value is not None})
     if decoder_mlp % projection_dim:
@@ -377,10 +384,12 @@ def convert(
     output_dir: str | None = None,
     clip_tokenizer: str = "openai/clip-vit-base-patch16",
     allow_unsafe_pickle: bool = False,
+    normalization: str = "clip",
     **config_overrides,
 ):
     """Convert `checkpoint`; save model (with its caption tokenizer) and processor to `output_dir` if given. Returns
-    `(model, processor)`. Every problem with the checkpoint (missing, damaged or not a checkpoint; NaN or infinite
+    `(model, processor)`. `normalization` names the processor's mean and std ("clip" or "reference-test", see
+    [`~image_processing_clip4str.NORMALIZATIONS`]). Every problem with the checkpoint (missing, damaged or not a checkpoint; NaN or infinite
     weights; shapes that do not fit) or with the CLIP tokenizer (missing files, not CLIP's) raises
     [`ConversionError`] naming the file, tensor or id."""
     from transformers import CLIPTokenizer
@@ -399,7 +408,7 @@ def convert(
             "holding a CLIP BPE tokenizer (vocab.json and merges.txt, or tokenizer.json; every CLIP model has the "
             "same one), or a Hub id when online."
         ) from error
-    processor = CLIP4STRProcessor.from_config(config)
+    processor = CLIP4STRProcessor.from_config(config, normalization=normalization)
     _say_what_was_assumed(config, hyper_parameters, config_overrides)
     if output_dir is not None:
         model.save_pretrained(output_dir)
@@ -407,7 +416,8 @@ def convert(
         from .model_card_clip4str import write_converted_model_card
 
         write_converted_model_card(output_dir, config, checkpoint, hyper_parameters=hyper_parameters,
-                                   overrides=config_overrides, clip_tokenizer=clip_tokenizer)
+                                   overrides=config_overrides, clip_tokenizer=clip_tokenizer,
+                                   normalization=processor.image_processor.normalization)
     return model, processor
 
 
@@ -446,6 +456,14 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="load a checkpoint that needs arbitrary unpickling (only for files from a source you trust)",
     )
+    parser.add_argument(
+        "--normalization",
+        choices=sorted(NORMALIZATIONS),
+        default="clip",
+        help="what the saved processor normalises with: 'clip' (CLIP's mean and std, as the reference trained and "
+        "validated the weights) or 'reference-test' (0.5 per channel, as the reference's test.py and read.py read) "
+        "(default: %(default)s)",
+    )
     group = parser.add_argument_group("settings a bare state dict cannot carry (default: the released models')")
     group.add_argument("--decoder-num-heads", type=int, help="decoder attention heads (released: 8)")
     group.add_argument("--charset", help="the training charset, in token-id order (released: 94 ASCII characters)")
@@ -468,6 +486,7 @@ def main(argv: list[str] | None = None) -> int:
             args.output_dir,
             clip_tokenizer=args.clip_tokenizer,
             allow_unsafe_pickle=args.allow_unsafe_pickle,
+            normalization=args.normalization,
             **overrides,
         )
     except ConversionError as error:

@@ -419,6 +419,7 @@ def settings_of(model) -> dict:
         "decoder_num_layers": config.decoder_num_layers,
         "decoder_num_heads": config.decoder_num_heads,
         "decoder_head_dim": config.projection_dim // config.decoder_num_heads,
+        "benchmark_protocol": config.benchmark_protocol,
     }
 
 

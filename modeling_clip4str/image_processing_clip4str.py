@@ -1,5 +1,6 @@
 """Image processor of CLIP4STR: any image to RGB, resized straight to the model's size (no aspect ratio kept, no crop)
-with PIL bicubic, scaled to [0, 1], normalised with the CLIP mean and std."""
+with PIL bicubic, scaled to [0, 1], normalised with the CLIP mean and std (or, as a named option, with the 0.5 per
+channel that the reference's test and reading scripts use: [`NORMALIZATIONS`])."""
 
 from __future__ import annotations
 
@@ -11,6 +12,33 @@ from PIL import Image
 from transformers.image_processing_backends import PilBackend
 from transformers.image_processing_utils import BatchFeature
 from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, PILImageResampling
+from transformers.processing_utils import ImagesKwargs
+
+NORMALIZATIONS = {
+    "clip": (list(OPENAI_CLIP_MEAN), list(OPENAI_CLIP_STD)),
+    "reference-test": ([0.5, 0.5, 0.5], [0.5, 0.5, 0.5]),
+}
+"""Named normalisations, `name: (image_mean, image_std)`. The reference trains and validates on CLIP-normalised images
+("clip"), but its `test.py` (which produced the published benchmark numbers) and its `read.py` normalise with 0.5 per
+channel ("reference-test")."""
+
+
+
+class CLIP4STRImagesKwargs(ImagesKwargs, total=False):
+    """The usual image-processing flags, and `normalization`: a name of [`NORMALIZATIONS`]."""
+
+    normalization: str
+
+
+def normalization_values(name: str) -> tuple[list[float], list[float]]:
+    """`(image_mean, image_std)` of a name in [`NORMALIZATIONS`]; an unknown name raises `ValueError` listing them."""
+    if name not in NORMALIZATIONS:
+        raise ValueError(
+            f"Unknown normalization {name!r}; choose one of {', '.join(NORMALIZATIONS)} (or give `image_mean` and "
+            "`image_std`)."
+        )
+    return NORMALIZATIONS[name]
+
 
 _RESAMPLE_NAMES = {
     "nearest": PILImageResampling.NEAREST,
@@ -150,6 +178,9 @@ class CLIP4STRImageProcessor(PilBackend):
         size (`dict` or `int`, defaults to `{"height": 224, "width": 224}`): the model's input size.
         resample (`str` or `PILImageResampling`, defaults to `"bicubic"`): PIL resampling filter.
         image_mean, image_std (`list[float]`): normalisation, CLIP's by default.
+        normalization (`str`, *optional*): a name of [`NORMALIZATIONS`] instead of `image_mean` and `image_std`:
+            `"clip"` (the default) or `"reference-test"` (0.5 per channel, as the reference's test.py and read.py
+            read). Only the mean and std it stands for are saved; [`normalization`] names them again.
     """
 
     model_input_names = ["pixel_values"]
@@ -163,7 +194,41 @@ class CLIP4STRImageProcessor(PilBackend):
     do_convert_rgb = True
     rescale_factor = 1 / 255
 
-    def _standardize_kwargs(self, resample=None, **kwargs) -> dict:
+    valid_kwargs = CLIP4STRImagesKwargs
+
+    def __init__(self, normalization: str | None = None, **kwargs):
+        if normalization is not None:
+            mean, std = normalization_values(normalization)
+            for name, value in (("image_mean", mean), ("image_std", std)):
+                given = kwargs.get(name)
+                if given is not None and not _same_values(given, value):
+                    raise ValueError(
+                        f"`normalization={normalization!r}` means {name}={value}, but {name}={list(given)} was given "
+                        "too: give one or the other."
+                    )
+                kwargs[name] = value
+        super().__init__(**kwargs)
+
+    @classmethod
+    def from_dict(cls, image_processor_dict: dict, **kwargs):
+        # A normalisation named when loading (`from_pretrained(path, normalization=...)`) replaces the saved values.
+        if kwargs.get("normalization") is not None:
+            image_processor_dict = {
+                key: value for key, value in image_processor_dict.items() if key not in ("image_mean", "image_std")
+            }
+        return super().from_dict(image_processor_dict, **kwargs)
+
+    @property
+    def normalization(self) -> str | None:
+        """The name in [`NORMALIZATIONS`] of this processor's mean and std, or `None` for other values."""
+        for name, (mean, std) in NORMALIZATIONS.items():
+            if _same_values(self.image_mean, mean) and _same_values(self.image_std, std):
+                return name
+        return None
+
+    def _standardize_kwargs(self, resample=None, normalization=None, **kwargs) -> dict:
+        if normalization is not None:  # for this call only
+            kwargs["image_mean"], kwargs["image_std"] = normalization_values(normalization)
         # Saved configs name the filter ("bicubic"); the PIL backend needs the enum and would silently fall back to
         # bilinear for a name.
         if isinstance(resample, str):
@@ -202,6 +267,11 @@ class CLIP4STRImageProcessor(PilBackend):
         return self.preprocess([image], return_tensors=None)["pixel_values"][0]
 
 
+def _same_values(values, expected) -> bool:
+    values = [values] * len(expected) if isinstance(values, (int, float)) else list(values)
+    return len(values) == len(expected) and all(abs(float(a) - b) < 1e-9 for a, b in zip(values, expected))
+
+
 def _as_list(images) -> list:
     if isinstance(images, (list, tuple)):
         return list(images)
@@ -212,4 +282,4 @@ def _as_list(images) -> list:
     return [images]
 
 
-__all__ = ["CLIP4STRImageProcessor", "load_image", "to_rgb_image", "OPENAI_CLIP_MEAN", "OPENAI_CLIP_STD"]
+__all__ = ["CLIP4STRImageProcessor", "NORMALIZATIONS", "normalization_values", "load_image", "to_rgb_image", "OPENAI_CLIP_MEAN", "OPENAI_CLIP_STD"]

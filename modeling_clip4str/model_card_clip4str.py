@@ -304,6 +304,7 @@ def converted_model_card(
     eval_protocol: str | None = None,
     language: str | list[str] | None = None,
     license: str | None = "apache-2.0",
+    normalization: str | None = "clip",
 ) -> ModelCard:
     """The card of a model converted from a reference CLIP4STR checkpoint.
 
@@ -315,8 +316,10 @@ def converted_model_card(
             [`infer_setting_origins`].
         model_name: the card's title and model-index name (default: the file name without extension).
         base_model: the Hub id of the CLIP the checkpoint was trained from, when known.
-        clip_tokenizer: the CLIP BPE tokenizer used for captions.
+        clip_tokenizer: the CLIP BPE tokenizer used for captions: a Hub id is named as it is, a local folder by its
+            last component (a card is published; a user's directory layout is not).
         eval_results: `{dataset: metrics}` measured on the converted model (see [`eval_result_entries`]).
+        normalization: the saved processor's normalisation ("clip" or "reference-test"; `None` for other values).
     """
     unknown = sorted(set(setting_origins.values()) - set(SETTING_ORIGINS))
     if unknown:
@@ -339,7 +342,7 @@ def converted_model_card(
     if base_model:
         body.append(f"- **CLIP it was trained from**: {base_model}.")
     if clip_tokenizer:
-        body.append(f"- **Caption tokenizer**: the CLIP BPE tokenizer of {clip_tokenizer}.")
+        body.append(f"- **Caption tokenizer**: the CLIP BPE tokenizer of {public_source_name(clip_tokenizer)}.")
     body += model_facts(config)
     body += ["", "## Conversion settings", "", "| Setting | Value | From |", "|---|---|---|"]
     body += [
@@ -353,7 +356,8 @@ def converted_model_card(
             "read from the file. If the checkpoint was trained otherwise, convert it again with the matching options "
             "(e.g. `--decoder-num-heads`, `--charset`).",
         ]
-    body += [""] + usage_lines(model_name) + ["", "## Evaluation", ""]
+    body += [""] + usage_lines(model_name) + ["", "## Preprocessing and benchmark protocol", ""]
+    body += _normalization_lines(normalization) + ["", "## Evaluation", ""]
     if entries:
         protocol = f" (protocol: {eval_protocol})" if eval_protocol else ""
         body += [f"Measured on the converted model{protocol}:", "", results_table(entries)]
@@ -365,6 +369,34 @@ def converted_model_card(
     return compose_card(metadata, body)
 
 
+_NORMALIZATION_TEXT = {
+    "clip": "CLIP's mean and std, as the reference trained and validated these weights",
+    "reference-test": "0.5 per channel, as the reference's test.py (the published numbers) and read.py read",
+}
+
+
+def _normalization_lines(normalization: str | None) -> list[str]:
+    used = _NORMALIZATION_TEXT.get(normalization, "a mean and std of its own (see `preprocessor_config.json`)")
+    return [
+        f"The processor normalises images with {used}. The other choice is one argument away: "
+        '`AutoProcessor.from_pretrained(..., normalization="reference-test")` (0.5 per channel) or '
+        '`normalization="clip"`.',
+        "",
+        "`python -m training.evaluate_str` scores this model as the reference's test.py does unless told otherwise "
+        "(`benchmark_protocol: reference` in `config.json`): images normalised with 0.5 per channel, captions "
+        "filtered by the comparison charset, and the label-length column holding the mean length of the "
+        "predictions. `--protocol pipeline` scores it as the pipeline reads it instead.",
+    ]
+
+
+def public_source_name(source: str | os.PathLike) -> str:
+    """How a card names where something came from: a local path by its last component, a Hub id as it is."""
+    source = os.fspath(source)
+    if os.path.exists(source) or os.path.isabs(source) or source.startswith((".", "~")):
+        return os.path.basename(os.path.normpath(source)) or source
+    return source
+
+
 def write_converted_model_card(
     output_dir: str | os.PathLike,
     config,
@@ -373,6 +405,7 @@ def write_converted_model_card(
     hyper_parameters: Mapping,
     overrides: Mapping,
     clip_tokenizer: str | None = None,
+    normalization: str | None = "clip",
 ) -> str:
     """Write [`converted_model_card`] as `output_dir/README.md`; returns its path. The origin of each of
     [`CONVERTED_SETTINGS`] comes from the checkpoint's `hyper_parameters` and the converter's `overrides`; the longest
@@ -380,7 +413,8 @@ def write_converted_model_card(
     origins = infer_setting_origins(CONVERTED_SETTINGS, hyper_parameters, overrides)
     if origins["max_label_length"] == "assumed":
         origins["max_label_length"] = "weights"
-    card = converted_model_card(config, source_checkpoint, setting_origins=origins, clip_tokenizer=clip_tokenizer)
+    card = converted_model_card(config, source_checkpoint, setting_origins=origins, clip_tokenizer=clip_tokenizer,
+                                normalization=normalization)
     path = os.path.join(os.fspath(output_dir), "README.md")
     card.save(path)
     return path
@@ -397,6 +431,7 @@ __all__ = [
     "file_sha256",
     "input_size_text",
     "model_facts",
+    "public_source_name",
     "results_table",
     "infer_setting_origins",
     "write_converted_model_card",

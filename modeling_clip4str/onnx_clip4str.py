@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 
 import numpy as np
 
@@ -73,10 +73,12 @@ class CLIP4STROnnxConfig:
     decoder_num_layers: int
     decoder_num_heads: int
     decoder_head_dim: int
+    benchmark_protocol: str = "pipeline"  # exports written before it was recorded: models trained here
 
     @classmethod
     def from_dict(cls, settings: dict) -> "CLIP4STROnnxConfig":
-        values = {field.name: settings[field.name] for field in fields(cls)}
+        values = {field.name: settings[field.name] for field in fields(cls) if field.name in settings
+                  or field.default is MISSING}
         values["image_input_size"] = tuple(values["image_input_size"])
         return cls(**values)
 

@@ -30,15 +30,17 @@ class CLIP4STRProcessor(ProcessorMixin):
         super().__init__(image_processor=image_processor, tokenizer=tokenizer)
 
     @classmethod
-    def from_config(cls, config) -> "CLIP4STRProcessor":
-        """The processor a model of `config` needs: images resized to `config.image_input_size`, labels encoded with
+    def from_config(cls, config, normalization: str = "clip") -> "CLIP4STRProcessor":
+        """The processor a model of `config` needs: images resized to `config.image_input_size` and normalised as
+        `normalization` names (see [`~image_processing_clip4str.NORMALIZATIONS`]), labels encoded with
         `config.charset`."""
         from .image_processing_clip4str import CLIP4STRImageProcessor
         from .tokenization_clip4str import CLIP4STRTokenizer
 
         height, width = config.image_input_size
         return cls(
-            image_processor=CLIP4STRImageProcessor(size={"height": height, "width": width}),
+            image_processor=CLIP4STRImageProcessor(size={"height": height, "width": width},
+                                                   normalization=normalization),
             tokenizer=CLIP4STRTokenizer(charset=config.charset),
         )
 

@@ -208,7 +208,8 @@ def test_accumulator_batches_and_merge_match_one_pass():
         assert merged[key] == pytest.approx(one_pass[key])
 
     empty = STRScoreAccumulator().compute()
-    assert empty == {"accuracy": None, "one_minus_ned": None, "num_samples": 0, "mean_label_length": None}
+    assert empty == {"accuracy": None, "one_minus_ned": None, "num_samples": 0, "mean_label_length": None,
+                     "mean_prediction_length": None}
     with pytest.raises(ValueError, match="different comparison charsets"):
         STRScoreAccumulator().merge(STRScoreAccumulator(cased=True))
 

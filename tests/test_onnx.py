@@ -255,6 +255,7 @@ def test_evaluate_str_reads_an_exported_directory(exported_reference, tmp_path, 
 
     onnx_model, onnx_processor = load_model_and_processor(str(out))
     assert isinstance(onnx_model, CLIP4STROnnxModel) and onnx_model.precision == "fp32"
+    assert onnx_model.config.benchmark_protocol == model.config.benchmark_protocol == "reference"
     expected = evaluate_model(model, processor, {"words": samples}, **options)["combined"]
     scored = evaluate_model(onnx_model, onnx_processor, {"words": samples}, reference_model=model, **options)
     assert scored["combined"]["num_differing_from_reference"] == 0
@@ -276,6 +277,7 @@ def test_evaluate_str_reads_an_exported_directory(exported_reference, tmp_path, 
     results = evaluate_main([
         "--model", str(out), "--onnx-precision", "int8", "--compare-precision", "fp32", "--data", str(parquet),
         "--data-source", "hub", "--split", "test", "--max-label-length", "0", "--num-workers", "0", "--no-progress",
+        "--protocol", "pipeline",  # as `differing` was read: with the saved processor
     ])
     assert results["combined"]["num_samples"] == 6
     assert results["combined"]["num_differing_from_reference"] == differing

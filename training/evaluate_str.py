@@ -47,6 +47,14 @@ import transformers
 from tqdm.auto import tqdm
 
 from modeling_clip4str.labels_clip4str import ASCII_FOLD, LabelCleaner
+from training.benchmark_protocols import (
+    PROTOCOL_CHOICES,
+    PROTOCOLS,
+    captions_for,
+    processor_for,
+    protocol_record,
+    resolve_protocol,
+)
 from training.confusions import CharacterConfusions, format_confusions
 from training.data import (
     SKIP_REASONS,
@@ -68,7 +76,7 @@ STANDARD_BENCHMARKS = (
 )
 """The usual benchmark directory names, in the order tables list them (other datasets follow, by name)."""
 
-_SCORES = ("accuracy", "one_minus_ned", "mean_confidence", "mean_label_length")
+_SCORES = ("accuracy", "one_minus_ned", "mean_confidence", "mean_label_length", "mean_prediction_length")
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -111,9 +119,12 @@ def _read_batch(model, processor, batch: dict, refine_iters: int | None) -> tupl
 def score_dataset(model, processor, records, scores: STRScoreAccumulator, *, batch_size: int, num_workers: int,
                   refine_iters: int | None, description: str, show_progress: bool,
                   normalize_prediction=None, confusions: CharacterConfusions | None = None,
-                  reference_model=None) -> int:
+                  reference_model=None, samples: list | None = None) -> int:
     """Read `records` (a filtered dataset) with a DataLoader and `model.generate`, adding to `scores` (and to
     `confusions`). `normalize_prediction` (text -> text) puts predictions in the Unicode form of the labels.
+    `samples`, when given, gets one row per scored record: `[record id, prediction as read, prediction under the
+    comparison charset, label, word confidence]` (the record id is the LMDB key number or the index in the source;
+    `None` for a stream).
 
     Returns:
         With `reference_model` (which also reads every batch), how many of the texts differ from its texts; else 0.
@@ -132,9 +143,16 @@ def score_dataset(model, processor, records, scores: STRScoreAccumulator, *, bat
             if reference_model is not None:
                 reference_texts, _ = _read_batch(reference_model, processor, batch, refine_iters)
                 differing += sum(text != reference for text, reference in zip(texts, reference_texts))
+            read = texts
             if normalize_prediction is not None:
                 texts = [normalize_prediction(text) for text in texts]
             scores.update(texts, batch["texts"], confidences)
+            if samples is not None:
+                ids = batch.get("record_ids") or [None] * len(texts)
+                samples.extend(
+                    [record, raw, normalize_for_protocol(text, scores.charset), label, confidence]
+                    for record, raw, text, label, confidence in zip(ids, read, texts, batch["texts"], confidences)
+                )
             if confusions is not None:
                 for text, label in zip(texts, batch["texts"]):
                     confusions.update(normalize_for_protocol(text, scores.charset),
@@ -220,6 +238,8 @@ def evaluate_model(
     show_progress: bool = True,
     confusions: int = 0,
     reference_model=None,
+    protocol: str = "auto",
+    return_samples: bool = False,
 ) -> dict:
     """Read every image of every dataset with `model.generate` and score the texts under the benchmark protocol.
 
@@ -249,22 +269,31 @@ def evaluate_model(
         confusions: keep the character errors, and report this many of the most frequent confusions (0: none).
         reference_model: a second model (e.g. the fp32 graphs of an int8 export) that reads every batch too; each
             dataset then reports how many texts differ from its texts (`num_differing_from_reference`).
+        protocol: how the model reads the images (see [`~training.benchmark_protocols`]): `"reference"` (the
+            reference's test.py: 0.5 per channel, captions filtered by the comparison charset), `"pipeline"` (the
+            processor and caption charset as given), or `"auto"` (default: the model's `config.benchmark_protocol`).
+        return_samples: also return every scored record's prediction (see [`score_dataset`]) in each dataset's
+            `samples`.
 
     Returns:
         A dict with
         - `datasets`: per name, `num_samples` (scored), `accuracy`, `one_minus_ned`, `mean_confidence`,
-          `mean_label_length` (fractions in [0, 1]; `None` when nothing was scored), `num_records` (read),
+          `mean_label_length`, `mean_prediction_length` (fractions in [0, 1]; `None` when nothing was scored), `num_records` (read),
           `num_skipped`, `skipped` (`{reason: count}`, reasons as in `SKIP_REASONS`), `removed_characters` (by the
           charset filter, from scored labels) and `seconds`;
         - `combined`: the same scores over all samples of all datasets (sample-weighted);
         - `mean`: the arithmetic mean of each score over the datasets with at least one scored sample, and
           `num_datasets`;
-        - `protocol`: the options used, with `charset_source` (see [`comparison_charset`]);
+        - `protocol`: the options used, with `charset_source` (see [`comparison_charset`]), the reading protocol's
+          `name`, the `image_mean` and `image_std` images were normalised with, the `caption_charset` and the
+          `length_column` of the table;
         - `confusions` (with `confusions > 0`): the summary of [`~training.confusions.CharacterConfusions`] over all
           datasets;
         - with `reference_model`, `num_differing_from_reference` in each dataset's result and in `combined`.
     """
     _check_options(datasets, batch_size, max_samples, num_workers)
+    reading = resolve_protocol(protocol, model)
+    processor = processor_for(reading, processor)
     charset, charset_source = comparison_charset(model, charset, cased, punctuation)
     if max_label_length == -1:
         max_label_length = getattr(model.config, "max_label_length", None)
@@ -286,20 +315,25 @@ def evaluate_model(
     options = dict(batch_size=batch_size, num_workers=num_workers, refine_iters=refine_iters,
                    show_progress=show_progress, normalize_prediction=normalize_prediction, confusions=all_confusions)
     results, combined = {}, STRScoreAccumulator(charset)
-    for name, dataset in datasets.items():
-        start = time.perf_counter()
-        records = filtered_records(dataset, STRExampleFilter(cleaner), max_samples)
-        scores = STRScoreAccumulator(charset)
-        differing = score_dataset(model, processor, records, scores, description=str(name),
-                                  reference_model=reference_model, **options)
-        combined.merge(scores)
-        results[name] = {**_summary(scores), **_record_counts(dataset, records, max_samples),
-                         "seconds": time.perf_counter() - start}
-        if reference_model is not None:
-            results[name]["num_differing_from_reference"] = differing
-        if results[name]["skipped"]:
-            reasons = ", ".join(f"{count} ({reason})" for reason, count in results[name]["skipped"].items())
-            logger.info("%s: skipped %s", name, reasons)
+    with captions_for(reading, model, charset), captions_for(reading, reference_model, charset):
+        caption_charset = getattr(getattr(model, "config", None), "caption_charset", None)
+        for name, dataset in datasets.items():
+            start = time.perf_counter()
+            records = filtered_records(dataset, STRExampleFilter(cleaner), max_samples)
+            scores = STRScoreAccumulator(charset)
+            samples = [] if return_samples else None
+            differing = score_dataset(model, processor, records, scores, description=str(name),
+                                      reference_model=reference_model, samples=samples, **options)
+            combined.merge(scores)
+            results[name] = {**_summary(scores), **_record_counts(dataset, records, max_samples),
+                             "seconds": time.perf_counter() - start}
+            if samples is not None:
+                results[name]["samples"] = samples
+            if reference_model is not None:
+                results[name]["num_differing_from_reference"] = differing
+            if results[name]["skipped"]:
+                reasons = ", ".join(f"{count} ({reason})" for reason, count in results[name]["skipped"].items())
+                logger.info("%s: skipped %s", name, reasons)
     report = {
         "datasets": results,
         "combined": {
@@ -317,6 +351,7 @@ def evaluate_model(
             "unicode_normalization": cleaner.unicode_normalization,
             "refine_iters": refine_iters if refine_iters is not None else getattr(model.config, "refine_iters", None),
             "charset_source": charset_source,
+            **protocol_record(reading, processor, caption_charset),
         },
     }
     if reference_model is not None:
@@ -351,11 +386,11 @@ def _record_counts(dataset, records, max_samples: int | None) -> dict:
 TABLE_HEADER = ("Dataset", "# samples", "Accuracy (%)", "1 - NED (%)", "Confidence (%)", "Label length")
 
 
-def _table_row(name: str, result: dict, num_samples) -> list[str]:
+def _table_row(name: str, result: dict, num_samples, length_column: str = "mean_label_length") -> list[str]:
     def percent(value):
         return "-" if value is None else f"{100 * value:.2f}"
 
-    length = result.get("mean_label_length")
+    length = result.get(length_column)
     return [
         name,
         str(num_samples),
@@ -371,12 +406,14 @@ def format_results_table(results: dict) -> str:
     the protocol they were scored under (see [`describe_protocol`]).
 
     "Combined" weighs every sample equally (the reference's combined row); "Mean of datasets" is the arithmetic mean
-    of the per-dataset values, each dataset counting once.
+    of the per-dataset values, each dataset counting once. "Label length" is the protocol's `length_column`: the mean
+    label length, or under the reference protocol the mean length of the predictions, as test.py prints it.
     """
-    rows = [_table_row(name, result, result["num_samples"]) for name, result in results["datasets"].items()]
+    column = results.get("protocol", {}).get("length_column", "mean_label_length")
+    rows = [_table_row(name, result, result["num_samples"], column) for name, result in results["datasets"].items()]
     combined = results["combined"]
-    rows.append(_table_row("Combined (weighted)", combined, combined["num_samples"]))
-    rows.append(_table_row("Mean of datasets", results["mean"], f"{results['mean']['num_datasets']} sets"))
+    rows.append(_table_row("Combined (weighted)", combined, combined["num_samples"], column))
+    rows.append(_table_row("Mean of datasets", results["mean"], f"{results['mean']['num_datasets']} sets", column))
     widths = [max(len(row[column]) for row in [TABLE_HEADER, *rows]) for column in range(len(TABLE_HEADER))]
 
     def line(cells):
@@ -406,6 +443,8 @@ def describe_protocol(protocol: dict) -> str:
         parts.append(f"labels and predictions in Unicode {form}")
     if protocol.get("max_label_length") is not None:
         parts.append(f"labels longer than {protocol['max_label_length']} characters not scored")
+    if protocol.get("name") in PROTOCOLS:
+        parts.append(f"read as {PROTOCOLS[protocol['name']].describe()}")
     return "; ".join(parts)
 
 
@@ -446,6 +485,17 @@ def format_skipped(results: dict) -> str:
 # --------------------------------------------------------------------------------------------------------------------
 # Data and model loading
 # --------------------------------------------------------------------------------------------------------------------
+
+
+def write_predictions(results: dict, path: str | os.PathLike) -> None:
+    """Move every dataset's `samples` out of `results` into `path`, one JSON object per line."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        for name, result in results["datasets"].items():
+            for record, read, prediction, label, confidence in result.pop("samples", []):
+                row = {"dataset": name, "record": record, "read": read, "prediction": prediction, "label": label,
+                       "confidence": confidence}
+                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
 def _benchmark_order(name: str) -> tuple:
@@ -620,7 +670,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="Print the N most frequent character confusions (aligned by edit distance) and the errors by kind: "
         "base letter, tone mark, other diacritic, case, missing, extra.",
     )
+    parser.add_argument(
+        "--protocol", choices=PROTOCOL_CHOICES, default="auto",
+        help="How the model reads the images. reference: as the reference's test.py (images normalised with 0.5 per "
+        "channel, captions filtered by the comparison charset, 'Label length' = mean prediction length), which "
+        "produced the published numbers; pipeline: as the pipeline and evaluation during training read it (its "
+        "processor and caption charset); auto: the model's config.benchmark_protocol (reference for converted "
+        "checkpoints, pipeline for models trained here).",
+    )
     parser.add_argument("--output-json", default=None, metavar="FILE", help="Write the results as JSON.")
+    parser.add_argument(
+        "--output-predictions", default=None, metavar="FILE",
+        help="Write one JSON line per scored record: dataset, record (LMDB key number or index), prediction as "
+        "read, prediction under the comparison charset, label, confidence.",
+    )
     parser.add_argument("--output-markdown", default=None, metavar="FILE", help="Write the table as Markdown.")
     parser.add_argument("--no-progress", action="store_true", help="Hide the progress bars.")
     return parser
@@ -684,8 +747,12 @@ def main(argv: list[str] | None = None) -> dict:
         show_progress=not args.no_progress,
         confusions=args.confusions,
         reference_model=reference_model,
+        protocol=args.protocol,
+        return_samples=args.output_predictions is not None,
     )
     charset = results["protocol"]["charset"]
+    if args.output_predictions:
+        write_predictions(results, args.output_predictions)
 
     table = format_results_table(results)
     skipped = format_skipped(results)
@@ -694,7 +761,8 @@ def main(argv: list[str] | None = None) -> dict:
         f"Time: {combined['seconds']:.1f} s in all, "
         f"{1000 * combined['seconds'] / max(1, combined['num_samples']):.1f} ms per scored image on {device}."
     )
-    print(f"\nModel: {args.model}\nComparison charset: {describe_charset(charset)}: {charset}\n")
+    print(f"\nModel: {args.model}\nComparison charset: {describe_charset(charset)}: {charset}\n"
+          f"Protocol: {results['protocol']['name']} ({PROTOCOLS[results['protocol']['name']].describe()})\n")
     print(table)
     confusions = format_confusions(results["confusions"]) if "confusions" in results else ""
     if confusions:

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from .counts import CONSUMED_COUNTS_KEY
-from .filtering import PLACEHOLDER_KEY, decode_image
+from .filtering import PLACEHOLDER_KEY, RECORD_ID_KEY, decode_image
 
 # Label id of every position of a placeholder row (the Trainer's "ignore" value): a real label always holds [E].
 PLACEHOLDER_LABEL_ID = -100
@@ -37,7 +37,8 @@ class STRDataCollator:
 
     Returns (when called):
         `dict` with `pixel_values` (`torch.FloatTensor [B, 3, H, W]`) and `labels` (`torch.LongTensor [B, L + 1]`,
-        L = `max_label_length`) or `texts` (`list[str]`); for examples of the training datasets also `data_counts`
+        L = `max_label_length`) or `texts` (`list[str]`, with `record_ids` when every example names its record, as
+        an [`~training.data.EvaluationDataset`]'s do); for examples of the training datasets also `data_counts`
         (`torch.LongTensor [B, len(COUNTED)]`, see [`~training.data.counts.CONSUMED_COUNTS_KEY`]).
     """
 
@@ -49,7 +50,7 @@ class STRDataCollator:
     def __call__(self, examples: list[dict | None]) -> dict:
         if not examples:
             raise ValueError("STRDataCollator got an empty batch: there is nothing to collate.")
-        images, texts, consumed_counts, usable = [], [], [], []
+        images, texts, consumed_counts, usable, record_ids = [], [], [], [], []
         for position, example in enumerate(examples):
             if example is None:
                 continue
@@ -65,6 +66,7 @@ class STRDataCollator:
                 raise ValueError(f"Example {position} of the batch has a label of type {kind}.")
             images.append(self._image(example["image"], position))
             texts.append(example["text"])
+            record_ids.append(example.get(RECORD_ID_KEY))
             usable.append(True)
             if CONSUMED_COUNTS_KEY in example:
                 consumed_counts.append(example[CONSUMED_COUNTS_KEY])
@@ -78,6 +80,8 @@ class STRDataCollator:
                 batch["labels"] = self._padded(labels)
             else:
                 batch["texts"] = texts
+                if None not in record_ids:
+                    batch["record_ids"] = record_ids
         if not all(usable):
             batch = self._with_placeholder_rows(batch, torch.tensor(usable))
         if consumed_counts:  # what each example counts for, added up by the Trainer when it uses the batch

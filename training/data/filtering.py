@@ -45,6 +45,19 @@ _RECORD_ERRORS = (KeyError, OSError, ValueError, UnicodeDecodeError)
 PLACEHOLDER_KEY = "skipped_record"
 """Marks the item of a record an [`EvaluationDataset`] skipped, when it gives placeholders instead of `None`."""
 
+RECORD_ID_KEY = "record_id"
+"""Names the record an [`EvaluationDataset`] item came from (without placeholders): its key number in an LMDB
+database, else its index in the source."""
+
+
+def record_id(source, i: int) -> int:
+    """The id of item `i` of a map-style source: the LMDB key number when the source (or the source a
+    `torch.utils.data.Subset` takes from) knows it, else `i`."""
+    if isinstance(source, torch.utils.data.Subset):
+        return record_id(source.dataset, source.indices[i])
+    database_index = getattr(source, "database_index", None)
+    return int(database_index(i)) if callable(database_index) else int(i)
+
 
 def decode_image(value) -> Image.Image:
     """An example's image (encoded bytes, a `{"bytes", "path"}` dict, a path, a PIL image or an array) as a fully
@@ -353,6 +366,8 @@ class EvaluationDataset(_FilteredView, torch.utils.data.Dataset):
         kept, counts = self._checked(i)
         self.example_filter.counts.add(counts)
         if not self.placeholders:
+            if kept is not None:
+                kept[RECORD_ID_KEY] = record_id(self.source, i)
             return kept
         if kept is None:
             return {PLACEHOLDER_KEY: True, CONSUMED_COUNTS_KEY: count_vector(counts)}
@@ -373,9 +388,11 @@ class EvaluationDataset(_FilteredView, torch.utils.data.Dataset):
 
 __all__ = [
     "PLACEHOLDER_KEY",
+    "RECORD_ID_KEY",
     "EvaluationDataset",
     "FilteredIterableDataset",
     "FilteredMapDataset",
     "STRExampleFilter",
     "decode_image",
+    "record_id",
 ]

@@ -60,6 +60,7 @@ Returns:
     one_minus_ned (`float`): mean of 1 - normalised edit distance, in [0, 1].
     num_samples (`int`): number of scored pairs.
     mean_label_length (`float`): mean length of the adapted references.
+    mean_prediction_length (`float`): mean length of the adapted predictions (the reference test.py's "Label Length").
     mean_confidence (`float`): mean of `confidences` (only when they are given).
 
 Empty strings:
@@ -71,7 +72,7 @@ Empty strings:
 Examples:
     >>> str_accuracy = evaluate.load("training/metrics/str_accuracy")
     >>> str_accuracy.compute(predictions=["hello", "w0rld"], references=["Hello!", "world"])
-    {'accuracy': 0.5, 'one_minus_ned': 0.9, 'num_samples': 2, 'mean_label_length': 5.0}
+    {'accuracy': 0.5, 'one_minus_ned': 0.9, 'num_samples': 2, 'mean_label_length': 5.0, 'mean_prediction_length': 5.0}
 """
 
 _CITATION = """
@@ -190,6 +191,7 @@ class STRScoreAccumulator:
         self.num_correct = 0
         self.ned_sum = 0.0
         self.label_length_sum = 0
+        self.prediction_length_sum = 0
         self.confidence_sum = 0.0
         self.num_confidences = 0
 
@@ -215,6 +217,7 @@ class STRScoreAccumulator:
             self.num_correct += prediction == reference
             self.ned_sum += normalized_edit_distance(prediction, reference)
             self.label_length_sum += len(reference)
+            self.prediction_length_sum += len(prediction)
         self.num_samples += len(predictions)
 
     def merge(self, other: STRScoreAccumulator) -> STRScoreAccumulator:
@@ -225,6 +228,7 @@ class STRScoreAccumulator:
         self.num_correct += other.num_correct
         self.ned_sum += other.ned_sum
         self.label_length_sum += other.label_length_sum
+        self.prediction_length_sum += other.prediction_length_sum
         self.confidence_sum += other.confidence_sum
         self.num_confidences += other.num_confidences
         return self
@@ -233,8 +237,10 @@ class STRScoreAccumulator:
         """The metric values so far.
 
         Returns:
-            `accuracy`, `one_minus_ned`, `num_samples`, `mean_label_length`, and `mean_confidence` when every scored
-            sample came with a confidence. The means are `None` while nothing has been scored.
+            `accuracy`, `one_minus_ned`, `num_samples`, `mean_label_length`, `mean_prediction_length` (of the
+            predictions after the charset rule: what the reference's test.py prints as "Label Length"), and
+            `mean_confidence` when every scored sample came with a confidence. The means are `None` while nothing
+            has been scored.
         """
         count = self.num_samples
         result = {
@@ -242,6 +248,7 @@ class STRScoreAccumulator:
             "one_minus_ned": 1.0 - self.ned_sum / count if count else None,
             "num_samples": count,
             "mean_label_length": self.label_length_sum / count if count else None,
+            "mean_prediction_length": self.prediction_length_sum / count if count else None,
         }
         if self.num_confidences and self.num_confidences == count:
             result["mean_confidence"] = self.confidence_sum / count
@@ -273,11 +280,11 @@ def compute_str_metrics(
             alphanumerics.
 
     Returns:
-        A dict with `accuracy`, `one_minus_ned`, `num_samples`, `mean_label_length` and, with `confidences`,
-        `mean_confidence`. Fractions are in [0, 1].
+        A dict with `accuracy`, `one_minus_ned`, `num_samples`, `mean_label_length`, `mean_prediction_length` and,
+        with `confidences`, `mean_confidence`. Fractions are in [0, 1].
 
     >>> compute_str_metrics(["hello", "w0rld"], ["Hello!", "world"])
-    {'accuracy': 0.5, 'one_minus_ned': 0.9, 'num_samples': 2, 'mean_label_length': 5.0}
+    {'accuracy': 0.5, 'one_minus_ned': 0.9, 'num_samples': 2, 'mean_label_length': 5.0, 'mean_prediction_length': 5.0}
     """
     predictions, references = list(predictions), list(references)
     if not predictions and not references:
