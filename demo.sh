@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The offline demo (see README): synthetic words -> a small CLIP4STR trained from a random CLIP -> held-out accuracy
-# and a prediction grid in demo_output/. Extra arguments go to training/demo.py (try --help).
+# and a prediction grid in demo_output/. Extra arguments go to training/demo.py (try --help), e.g.
+# `bash demo.sh --real-data DIR [DIR ...]` to train on real word crops too. Without ../shared (a fresh clone) the demo
+# runs on synthetic words alone.
 # On a fresh clone it first installs what it needs (the CPU build of torch if no torch is present, then this
 # package with its training extras).
 set -euo pipefail
