@@ -153,7 +153,9 @@ def test_demo_scores_the_shared_sets_when_present_and_says_so_when_absent(tmp_pa
     they exist; a fresh clone without them gets one line and the synthetic scores alone."""
     from training.demo import choose_real_sources
 
-    assert choose_real_sources(["a", "b"], "en") == (["a", "b"], True)
+    assert choose_real_sources(["org/words", "b"], "en") == (["org/words", "b"], True)  # Hub ids as given
+    (tmp_path / "here").mkdir()
+    assert choose_real_sources([str(tmp_path / "." / "here")], "vi") == ([str(tmp_path / "here")], True)
     assert choose_real_sources(None, "en", shared=tmp_path / "absent") == ([], False)
     assert capsys.readouterr().out.count("\n") == 1
     _real_lmdb(tmp_path / "real" / "IIIT5k_train", 3, "x")

@@ -322,7 +322,8 @@ def choose_real_sources(real_data: list[str] | None, language: str, no_real_vali
     """`(sources, train_on_them)`: the `--real-data` sources to train on; else, for the English demo, the shared
     real sets at `shared` (when present) to score the synthetic-only model on; else none (said in one line)."""
     if real_data:
-        return list(real_data), True
+        # The steps run from the repository root: local paths are made absolute here (Hub ids stay as they are).
+        return [str(Path(source).resolve()) if Path(source).exists() else source for source in real_data], True
     if language != "en" or no_real_validation:
         return [], False
     sources = shared_real_sources(shared)
