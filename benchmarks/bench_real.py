@@ -6,9 +6,10 @@
 
 The crops are the held-out validation split of each real source (`training/real_data.py`: the crops the demo never
 trains on and scores in its `results.md`); by default the shared sets at `../shared/data/real` when present. Each
-model is a CLIP4STR directory (`NAME=DIR` names a row); PP-OCRv6 small is the recogniser bundled in the `rapidocr`
-wheel (its ONNX file is loaded from the installed package, never downloaded), run on the crop alone: no detection,
-no orientation classifier (`pip install -e ".[bench]"`).
+model is a CLIP4STR directory (`NAME=DIR` names a row), read as the pipeline reads it (its processor, `generate`,
+`batch_decode`: `evaluate_str --protocol pipeline`, the default for models trained here). PP-OCRv6 small is the
+recogniser bundled in the `rapidocr` wheel (its ONNX file is loaded from the installed package, never downloaded), run
+on the crop alone: no detection, no orientation classifier (`pip install -e ".[bench]"`).
 
 Scoring is the 36-character protocol of `training/evaluate_str.py`, every label length counted: labels cleaned by the
 same label rule (whitespace removed, folded to ASCII, characters outside the 36 removed, no length limit), predictions
