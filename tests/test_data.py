@@ -17,7 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import tiny_config
+from conftest import tiny_config, write_lmdb
 from modeling_clip4str import CLIP4STRProcessor
 from modeling_clip4str.labels_clip4str import REASONS, LabelCleaner
 from training.data import (
@@ -46,20 +46,6 @@ def png_bytes(seed: int, size=(24, 12), mode="RGB") -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels).convert(mode).save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def write_lmdb(path, samples) -> None:
-    """Write an STR-format LMDB: `samples` is a list of (image bytes or None, label str/bytes or None)."""
-    path.mkdir(parents=True, exist_ok=True)
-    env = lmdb.open(str(path), map_size=1 << 24)
-    with env.begin(write=True) as txn:
-        for index, (image, label) in enumerate(samples, start=1):
-            if image is not None:
-                txn.put(b"image-%09d" % index, image)
-            if label is not None:
-                txn.put(b"label-%09d" % index, label.encode() if isinstance(label, str) else label)
-        txn.put(b"num-samples", str(len(samples)).encode())
-    env.close()
 
 
 TRUNCATED_PNG = png_bytes(99)[:60]

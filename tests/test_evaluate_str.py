@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from conftest import REPO, make_model, word_image
+from conftest import REPO, make_model, word_image, write_lmdb
 from modeling_clip4str import CLIP4STRProcessor
 
 lmdb = pytest.importorskip("lmdb")
@@ -31,24 +31,21 @@ def encoded_png(text: str) -> bytes:
     return buffer.getvalue()
 
 
-def write_lmdb(directory, samples):
-    """An LMDB in the STR community layout: num-samples, image-%09d, label-%09d, 1-based."""
-    directory.mkdir(parents=True)
-    with lmdb.open(str(directory), map_size=1 << 22) as env, env.begin(write=True) as txn:
-        for index, (label, kind) in enumerate(samples, start=1):
-            image = encoded_png(label) if kind == "image" else b"\x89PNG\r\n\x1a\n truncated"
-            txn.put(f"image-{index:09d}".encode(), image)
-            if kind != "no label":
-                txn.put(f"label-{index:09d}".encode(), label.encode())
-        txn.put(b"num-samples", str(len(samples)).encode())
+def write_benchmark(directory, samples):
+    """An LMDB benchmark from (label, kind) pairs: a rendered word, a truncated PNG (kind "corrupt") or a record
+    without a label ("no label")."""
+    write_lmdb(directory, [
+        (encoded_png(label) if kind == "image" else b"\x89PNG\r\n\x1a\n truncated", None if kind == "no label" else label)
+        for label, kind in samples
+    ])
 
 
 @pytest.fixture(scope="module")
 def lmdb_tree(tmp_path_factory):
     """data/test/{IIIT5k,SVT}: 4 records each, one corrupt image in IIIT5k, three unusable labels in SVT."""
     root = tmp_path_factory.mktemp("str-data") / "data"
-    write_lmdb(root / "test" / "SVT", SVT_SAMPLES)
-    write_lmdb(root / "test" / "IIIT5k", IIIT5K_SAMPLES)
+    write_benchmark(root / "test" / "SVT", SVT_SAMPLES)
+    write_benchmark(root / "test" / "IIIT5k", IIIT5K_SAMPLES)
     return root
 
 

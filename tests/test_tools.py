@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import datasets
-import lmdb
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -20,6 +19,8 @@ from PIL import Image
 from modeling_clip4str.labels_clip4str import LabelCleaner
 from training.data import LmdbDataset, load_str_dataset
 from training.tools import folder_to_dataset, lmdb_to_parquet
+
+from conftest import write_lmdb
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,19 +36,6 @@ def jpeg_bytes(seed: int) -> bytes:
     buffer = io.BytesIO()
     Image.open(io.BytesIO(png_bytes(seed))).save(buffer, format="JPEG")
     return buffer.getvalue()
-
-
-def write_lmdb(path: Path, samples) -> None:
-    """STR-format LMDB from (image bytes or None, label) pairs."""
-    path.mkdir(parents=True, exist_ok=True)
-    env = lmdb.open(str(path), map_size=1 << 24)
-    with env.begin(write=True) as txn:
-        for index, (image, label) in enumerate(samples, start=1):
-            if image is not None:
-                txn.put(b"image-%09d" % index, image)
-            txn.put(b"label-%09d" % index, label.encode())
-        txn.put(b"num-samples", str(len(samples)).encode())
-    env.close()
 
 
 CORRUPT = b"\x89PNG\r\n\x1a\nbroken"
