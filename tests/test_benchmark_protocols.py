@@ -12,13 +12,14 @@ import sys
 import pytest
 import torch
 
-from conftest import CLIP_TOKENIZER, REFERENCE, SHARED, word_image, write_lmdb, png_bytes_of
+from conftest import CLIP_TOKENIZER, REFERENCE, SHARED, png_bytes_of, word_image, write_lmdb
 from modeling_clip4str import CLIP4STRImageProcessor
 from modeling_clip4str.image_processing_clip4str import NORMALIZATIONS
 from training.benchmark_protocols import PROTOCOLS, captions_for, processor_for, resolve_protocol
 from training.data import LmdbDataset
 from training.evaluate_str import evaluate_model, format_results_table
 from training.loading import load_model_and_processor
+from training.protocol import evaluation_charset
 
 PROTOCOL_FIXTURE = SHARED / "fixtures" / "reference-protocol" / "reference-tiny-train.json"
 REAL = SHARED / "data" / "real"
@@ -239,3 +240,31 @@ def test_a_model_fine_tuned_here_is_scored_by_default_as_training_evaluated_it(c
     assert data["num_samples"] == trained["eval_num_samples"] == len(words)
     assert math.isclose(data["accuracy"], trained["eval_word_accuracy"], abs_tol=1e-9)
     assert math.isclose(data["one_minus_ned"], trained["eval_one_minus_ned"], rel_tol=1e-6)
+
+
+@pytest.mark.parametrize("charset", ["0123456789abcdef", None])  # a hex reader; the 94 characters (default)
+def test_evaluation_during_training_and_evaluate_str_score_the_same_samples_alike(caption_tokenizer, charset):
+    """One rule picks the comparison charset and which labels are scored: a label with no character left under it
+    (here "!?" and "--" under the 36 characters) is skipped by both, not counted as a match for an empty reading."""
+    from transformers import EvalPrediction
+
+    from conftest import make_model, make_processor
+    from training.run_str import str_metrics_function
+
+    overrides = {} if charset is None else {"charset": charset}
+    model = make_model(caption_tokenizer, **overrides)
+    processor = make_processor(model.config)
+    labels = ["beef", "!?" if charset is None else "bad", "cafe", "--" if charset is None else "face", "f00d", "a1"]
+    images = [word_image(label) for label in labels]
+    with torch.inference_mode():
+        generated = model.generate(**processor(images=images))
+    label_ids = processor(text=labels)["labels"]
+    prediction = EvalPrediction(predictions=generated.numpy(), label_ids=label_ids.numpy())
+    eval_charset, _ = evaluation_charset(model.config.charset)
+    during_training = str_metrics_function(processor, eval_charset)(prediction)
+
+    scored = evaluate_model(model, processor, {"words": list(zip(images, labels))}, num_workers=0,
+                            show_progress=False, batch_size=8)["datasets"]["words"]
+    assert during_training["num_samples"] == scored["num_samples"] == (4 if charset is None else 6)
+    assert during_training["word_accuracy"] == pytest.approx(scored["accuracy"])
+    assert during_training["one_minus_ned"] == pytest.approx(scored["one_minus_ned"])

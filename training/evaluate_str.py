@@ -67,7 +67,7 @@ from training.data import (
     load_str_dataset,
 )
 from training.loading import load_model_and_processor
-from training.protocol import STRScoreAccumulator, normalize_for_protocol, protocol_charset
+from training.protocol import STRScoreAccumulator, evaluation_charset, normalize_for_protocol, protocol_charset
 
 logger = logging.getLogger("evaluate_str")
 
@@ -186,15 +186,9 @@ def _check_options(datasets, batch_size: int, max_samples: int | None, num_worke
 
 def comparison_charset(model, charset: str | None = None, cased: bool = False,
                        punctuation: bool = False) -> tuple[str, str]:
-    """The comparison charset and where it comes from: `"explicit"` (`charset` given), `"model"` (the model reads a
-    charset that is not ASCII, and nothing else was asked for: it is scored on its own charset), or `"benchmark"`
-    (the 36-character STR protocol, widened by `cased` / `punctuation`)."""
-    if charset is not None:
-        return protocol_charset(charset, cased, punctuation), "explicit"
-    model_charset = getattr(getattr(model, "config", None), "charset", None)
-    if not cased and not punctuation and isinstance(model_charset, str) and not model_charset.isascii():
-        return model_charset, "model"
-    return protocol_charset(None, cased, punctuation), "benchmark"
+    """The comparison charset for `model` and where it comes from (see [`~training.protocol.evaluation_charset`],
+    the rule evaluation during training follows too)."""
+    return evaluation_charset(getattr(getattr(model, "config", None), "charset", None), charset, cased, punctuation)
 
 
 def _warn_about_unreadable_characters(model, charset: str):

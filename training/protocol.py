@@ -52,6 +52,31 @@ normalized_edit_distance = _metric.normalized_edit_distance
 protocol_charset = _metric.protocol_charset
 
 
+def evaluation_charset(model_charset: str | None, charset: str | None = None, cased: bool = False,
+                       punctuation: bool = False) -> tuple[str, str]:
+    """The comparison charset of an evaluation and where it comes from, for evaluation during training and
+    `evaluate_str` alike: `charset` as given (`"explicit"`); a model charset that is not ASCII (Vietnamese, Chinese,
+    ...) when neither `cased` nor `punctuation` asks for the benchmark's (`"model"`); else the 36-character benchmark
+    protocol, widened by `cased` and `punctuation` (`"benchmark"`)."""
+    if charset is not None:
+        return protocol_charset(charset, cased, punctuation), "explicit"
+    if not cased and not punctuation and isinstance(model_charset, str) and not model_charset.isascii():
+        return model_charset, "model"
+    return protocol_charset(None, cased, punctuation), "benchmark"
+
+
+def scorable_pairs(predictions, references, charset: str) -> tuple[list[str], list[str]]:
+    """The (prediction, reference) pairs whose reference keeps a character under `charset`: a label with none left
+    is not scored (the label rule's "empty label", which `evaluate_str` skips too), rather than counted as a match
+    for an empty prediction."""
+    from modeling_clip4str.labels_clip4str import LabelCleaner
+
+    cleaner = LabelCleaner(charset, max_label_length=None, remove_whitespace=False)
+    kept = [(prediction, reference) for prediction, reference in zip(predictions, references)
+            if cleaner(reference).text is not None]
+    return [prediction for prediction, _ in kept], [reference for _, reference in kept]
+
+
 def load_metric(**kwargs):
     """`evaluate.load` of the repository's `str_accuracy` metric (offline; `kwargs` go to `evaluate.load`)."""
     import evaluate
@@ -67,8 +92,10 @@ __all__ = [
     "STRScoreAccumulator",
     "compute_str_metrics",
     "edit_distance",
+    "evaluation_charset",
     "load_metric",
     "normalize_for_protocol",
     "normalized_edit_distance",
     "protocol_charset",
+    "scorable_pairs",
 ]

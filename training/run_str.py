@@ -41,6 +41,7 @@ from training.checkpoints import NoCompleteCheckpointError, find_resumable_check
 from training.data import STRDataCollator, build_eval_dataset, build_train_dataset
 from training.data.sources import source_split_names
 from training.loading import load_model_and_processor
+from training.protocol import compute_str_metrics, evaluation_charset, scorable_pairs
 from training.trainer import CLIP4STRTrainer
 
 logger = logging.getLogger("run_str")
@@ -163,8 +164,8 @@ class DataArguments:
     )
     eval_charset: str | None = field(
         default=None,
-        metadata={"help": "Characters compared in validation (default: the 36-character benchmark protocol when the "
-                  "model's charset holds it, else the model's charset)."},
+        metadata={"help": "Characters compared in validation (default, as evaluate_str: the 36-character benchmark "
+                  "protocol, or the model's own charset when it is not ASCII)."},
     )
 
 
@@ -375,18 +376,8 @@ def main():
             max_samples=data_args.max_eval_samples, **data_options,
         )
 
-    from training.protocol import compute_str_metrics
-
-    eval_charset = data_args.eval_charset
-    if eval_charset is None:
-        eval_charset = CHARSET_36 if set(CHARSET_36) <= set(config.charset.lower()) else config.charset
-
-    def compute_metrics(prediction):
-        predictions = _decode(processor, prediction.predictions)
-        references = _decode(processor, prediction.label_ids)
-        metrics = compute_str_metrics(predictions, references, charset=eval_charset)
-        return {"word_accuracy": metrics["accuracy"], "one_minus_ned": metrics["one_minus_ned"],
-                "num_samples": metrics["num_samples"]}
+    eval_charset, _ = evaluation_charset(config.charset, data_args.eval_charset)
+    compute_metrics = str_metrics_function(processor, eval_charset)
 
     trainer = CLIP4STRTrainer(
         model=model,
@@ -508,6 +499,23 @@ def _early_stopping(training_args) -> list:
     if not training_args.early_stopping_patience:
         return []
     return [EarlyStoppingCallback(training_args.early_stopping_patience, training_args.early_stopping_threshold)]
+
+
+def str_metrics_function(processor, charset: str):
+    """The Trainer's `compute_metrics`: word accuracy, 1 - NED and the number of scored samples of the generated ids
+    against the label ids, under the comparison `charset` (labels with no character left under it are not scored, as
+    in `evaluate_str`)."""
+
+    def compute_metrics(prediction) -> dict:
+        predictions, references = scorable_pairs(_decode(processor, prediction.predictions),
+                                                 _decode(processor, prediction.label_ids), charset)
+        if not references:
+            return {"word_accuracy": 0.0, "one_minus_ned": 0.0, "num_samples": 0}
+        metrics = compute_str_metrics(predictions, references, charset=charset)
+        return {"word_accuracy": metrics["accuracy"], "one_minus_ned": metrics["one_minus_ned"],
+                "num_samples": metrics["num_samples"]}
+
+    return compute_metrics
 
 
 def _decode(processor, ids) -> list[str]:
