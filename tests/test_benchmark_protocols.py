@@ -56,6 +56,7 @@ def _is_a_float_tie(model, processor, image: bytes, charset: str) -> bool:
     return min(_smallest_margin(output["visual_logits"][0]), _smallest_margin(output["logits"][0])) < TIE
 
 
+@pytest.mark.slow
 @needs_real_crops
 @pytest.mark.parametrize("setting", ["default", "cased", "cased_punct"])
 def test_the_reference_protocol_reproduces_test_py_on_real_crops(converted_reference, setting):
@@ -207,6 +208,7 @@ def test_captions_follow_the_comparison_charset_only_inside_and_only_under_refer
     assert reader.config.caption_charset == "abc"
 
 
+@pytest.mark.slow
 def test_a_model_fine_tuned_here_is_scored_by_default_as_training_evaluated_it(converted_reference, tmp_path):
     """run_str fine-tunes a converted checkpoint and evaluates it; evaluate_str with default flags then reads the
     saved model with its processor (not test.py's 0.5 / 0.5) and gets the same scores."""

@@ -242,6 +242,7 @@ def test_sharded_weights_check_the_index_and_every_shard(tmp_path):
     ]
 
 
+@pytest.mark.slow
 def test_a_save_killed_midway_leaves_no_final_checkpoint_and_the_next_run_resumes(tmp_path, finished_run):
     output_dir, signal_file, log = tmp_path / "run", tmp_path / "saving", tmp_path / "log.txt"
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")

@@ -102,6 +102,7 @@ def test_shared_real_sources_absent_on_a_fresh_clone(tmp_path):
     assert shared_real_sources(tmp_path / "real") == [str(tmp_path / "real" / "IC15_train")]
 
 
+@pytest.mark.slow
 def test_demo_trains_on_real_crops_and_scores_their_held_out_split(tmp_path):
     """`training/demo.py --real-data` on two tiny sources (LMDB and parquet), two steps: the training part and only
     it reaches run_str, with the weights asked for; results.md and summary.json carry both real accuracies next to

@@ -78,6 +78,7 @@ def trainer_state(directory):
     return json.loads((directory / "trainer_state.json").read_text())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source", ["parquet", "lmdb", "folder"])
 def test_few_steps_from_each_kind_of_source(workspace, source):
     root, _ = workspace
@@ -104,6 +105,7 @@ def test_few_steps_from_each_kind_of_source(workspace, source):
     assert isinstance(processor.batch_decode(ids)[0], str)
 
 
+@pytest.mark.slow
 def test_loss_falls_when_overfitting_one_batch(workspace):
     root, _ = workspace
     out = root / "out-overfit"
@@ -153,6 +155,7 @@ def truncate(path, by: int):
         handle.truncate(path.stat().st_size - by)
 
 
+@pytest.mark.slow
 def test_what_a_run_leaves_in_its_folder(uninterrupted):
     out, state, _ = uninterrupted
     logged = losses_and_counts(state)
@@ -183,6 +186,7 @@ def test_what_a_run_leaves_in_its_folder(uninterrupted):
         assert not path.is_file() or SECRET.encode() not in path.read_bytes(), path
 
 
+@pytest.mark.slow
 def test_a_corrupt_last_checkpoint_is_named_and_the_run_resumes_before_it(workspace, uninterrupted, tmp_path):
     out = resumable_copy(uninterrupted, tmp_path)
     # As if the run had stopped while checkpoint-4 was being written by a Trainer without atomic saves.
@@ -234,6 +238,7 @@ def _assert_exists(path):
     assert path.exists(), f"{path} is missing"
 
 
+@pytest.mark.slow
 def test_a_run_killed_while_saving_resumes_from_the_previous_checkpoint(workspace, uninterrupted, tmp_path):
     out, signal_file, script = tmp_path / "run", tmp_path / "saving", tmp_path / "hanging_save.py"
     script.write_text(HANGING_SAVE)
@@ -262,6 +267,7 @@ def test_a_run_killed_while_saving_resumes_from_the_previous_checkpoint(workspac
     assert resumed[4]["data/kept"] == 16
 
 
+@pytest.mark.slow
 def test_a_finished_run_extended_with_more_steps_continues(workspace, uninterrupted, tmp_path):
     out = resumable_copy(uninterrupted, tmp_path)
     arguments = [*RESUMABLE[:-1], "6", "--output_dir", str(out)]  # --max_steps 6 instead of 4
@@ -274,6 +280,7 @@ def test_a_finished_run_extended_with_more_steps_continues(workspace, uninterrup
     assert logged[6]["data/kept"] == 24
 
 
+@pytest.mark.slow
 def test_a_folder_whose_checkpoints_are_all_broken_is_not_silently_restarted(uninterrupted, tmp_path):
     from training.checkpoints import NoCompleteCheckpointError
     from training.run_str import STRTrainingArguments, resume_point
@@ -292,6 +299,7 @@ def test_a_folder_whose_checkpoints_are_all_broken_is_not_silently_restarted(uni
     assert resume_point(args) is None
 
 
+@pytest.mark.slow
 def test_early_stopping_on_word_accuracy(workspace):
     root, _ = workspace
     out = root / "out-early-stopping"
@@ -335,6 +343,7 @@ def test_load_best_model_at_end_chooses_by_word_accuracy():
     assert args.metric_for_best_model == "loss" and not args.greater_is_better
 
 
+@pytest.mark.slow
 def test_corrupt_image_is_skipped_and_counted(workspace):
     root, _ = workspace
     samples = [(png_bytes_of(word_image(w)), w) for w in WORDS]

@@ -102,6 +102,7 @@ def assert_same_numbers(logs, reference, steps=(1, 2)):
             assert logs[step][key] == pytest.approx(reference[step][key], abs=TOLERANCE), (step, key, logs, reference)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source", ["parquet", "lmdb"])
 def test_two_processes_give_the_loss_and_gradients_of_one(workspace, one_process, source):
     root, _ = workspace
@@ -133,6 +134,7 @@ def test_two_processes_give_the_loss_and_gradients_of_one(workspace, one_process
         assert len(evaluations) == 1
 
 
+@pytest.mark.slow
 def test_gradient_accumulation_gives_the_loss_and_gradients_of_the_whole_batch(workspace, one_process):
     logs = train(workspace, "accumulation", "parquet", "--gradient_accumulation_steps", "2",
                  batch_size=GLOBAL_BATCH // 2)
@@ -140,6 +142,7 @@ def test_gradient_accumulation_gives_the_loss_and_gradients_of_the_whole_batch(w
     assert_same_numbers(logs, one_process)
 
 
+@pytest.mark.slow
 def test_bf16_trains_on_the_cpu(workspace, one_process):
     logs = train(workspace, "bf16", "parquet", "--bf16", "true", steps=3)
     losses = [logs[step]["loss"] for step in (1, 2, 3)]

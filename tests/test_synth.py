@@ -339,6 +339,7 @@ def test_prediction_grid_judges_on_a_given_charset(tmp_path):
     assert colours("viet") == (False, True)  # a missed tone mark: wrong
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("language", ["en", "vi"])
 def test_demo_runs_end_to_end_on_a_few_images(tmp_path, language):
     """`training/demo.py`, shrunk to a few images and steps: every step runs, the model keeps the recipe's settings
