@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from transformers.image_processing_backends import PilBackend
 from transformers.image_processing_utils import BatchFeature
 from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, PILImageResampling
@@ -50,11 +50,21 @@ _RESAMPLE_NAMES = {
 }
 
 
-def load_image(source) -> Image.Image:
-    """Open a path (or bytes) as a fully decoded PIL image; a file that fails to decode raises `ValueError` naming it."""
-    if isinstance(source, (bytes, bytearray)):
-        import io
+_ORIENTATION_TAG = 0x0112  # EXIF: how a camera's stored pixels turn to show the photo upright
 
+
+def load_image(source, timeout: float | None = None) -> Image.Image:
+    """Open a path, encoded bytes or an http(s) URL as a fully decoded PIL image, turned upright as its EXIF
+    orientation says (as transformers' `load_image` does, so a photo reads the same by path, bytes, PIL image or
+    URL). A file that fails to decode raises `ValueError` naming it; `timeout` bounds a URL request (seconds)."""
+    import io
+
+    if isinstance(source, str) and source.startswith(("http://", "https://")):
+        from urllib.request import urlopen
+
+        with urlopen(source, timeout=timeout) as response:  # raises for HTTP errors; follows redirects
+            name, handle = source, io.BytesIO(response.read())
+    elif isinstance(source, (bytes, bytearray)):
         name, handle = "<bytes>", io.BytesIO(source)
     else:
         name, handle = os.fspath(source), os.fspath(source)
@@ -65,14 +75,22 @@ def load_image(source) -> Image.Image:
         raise
     except Exception as error:  # PIL raises several types for broken files (OSError, SyntaxError, ValueError...)
         raise ValueError(f"Could not read image {name}: {error}") from error
-    return image
+    return upright(image)
+
+
+def upright(image: Image.Image) -> Image.Image:
+    """`image` turned as its EXIF orientation tag says (a new image; `image` itself when it has no such turn)."""
+    if image.getexif().get(_ORIENTATION_TAG, 1) in (0, 1):
+        return image
+    return ImageOps.exif_transpose(image)
 
 
 def to_rgb_image(image) -> Image.Image:
     """Any PIL image, HWC/CHW/HW numpy array or torch tensor (uint8, uint16 or float in [0, 1], any float dtype
     including bfloat16) as an 8-bit RGB image.
 
-    PIL modes are converted the way the reference's `Image.convert("RGB")` does (alpha is dropped, palettes are
+    Paths, bytes and URLs are read with [`load_image`]; a PIL image is turned upright as its EXIF orientation says,
+    as [`load_image`] does. PIL modes are converted the way the reference's `Image.convert("RGB")` does (alpha is dropped, palettes are
     expanded), except high-bit-depth modes, which PIL would clip at 255: those are scaled to 8 bits instead.
 
     Float images must hold values in [0, 1] (up to half an 8-bit level of rounding either side). Anything else raises
@@ -82,6 +100,8 @@ def to_rgb_image(image) -> Image.Image:
     """
     if isinstance(image, (str, os.PathLike, bytes, bytearray)):
         image = load_image(image)
+    elif isinstance(image, Image.Image):
+        image = upright(image)
     if isinstance(image, torch.Tensor):
         image = image.detach().cpu()
         if image.is_floating_point() and image.dtype not in (torch.float16, torch.float32, torch.float64):
@@ -282,4 +302,13 @@ def _as_list(images) -> list:
     return [images]
 
 
-__all__ = ["CLIP4STRImageProcessor", "NORMALIZATIONS", "normalization_values", "load_image", "to_rgb_image", "OPENAI_CLIP_MEAN", "OPENAI_CLIP_STD"]
+__all__ = [
+    "CLIP4STRImageProcessor",
+    "NORMALIZATIONS",
+    "OPENAI_CLIP_MEAN",
+    "OPENAI_CLIP_STD",
+    "load_image",
+    "normalization_values",
+    "to_rgb_image",
+    "upright",
+]

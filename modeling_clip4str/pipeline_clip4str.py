@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from transformers import Pipeline
 
+from .image_processing_clip4str import load_image
+
 
 class CLIP4STRPipeline(Pipeline):
     r"""
@@ -49,9 +51,7 @@ class CLIP4STRPipeline(Pipeline):
 
     def preprocess(self, image, timeout=None):
         if isinstance(image, str) and image.startswith(("http://", "https://")):
-            from transformers.image_utils import load_image as load_url
-
-            image = load_url(image, timeout=timeout)
+            image = load_image(image, timeout=timeout)  # the processor's own loader, with the timeout
         pixel_values = self.processor(images=image)["pixel_values"]
         return {"pixel_values": pixel_values.to(self.dtype) if self.dtype is not None else pixel_values}
 

@@ -192,3 +192,39 @@ def test_input_size_validation():
         tiny_config(input_size=[16])
     assert tiny_config(input_size=[32, 32]).input_size is None  # the tower's own square size
     assert tiny_config().image_input_size == (32, 32)
+
+
+def test_a_photo_reads_upright_by_path_bytes_pil_image_and_url(processor, tmp_path, monkeypatch):
+    """A camera JPEG stores its pixels turned and says so in EXIF (orientation 6: turn 90 degrees clockwise to
+    view). Every way of handing it over reads the upright word, as transformers' `load_image` does for URLs."""
+    import io
+    import urllib.request
+
+    from modeling_clip4str import load_image
+
+    upright = word_image("up", size=(64, 24))
+    stored = upright.transpose(Image.Transpose.ROTATE_90)  # what the camera wrote: 24 wide, 64 high
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "photo.jpg"
+    stored.save(path, format="JPEG", quality=95, exif=exif)
+    data = path.read_bytes()
+
+    class Response(io.BytesIO):
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout=None: Response(data))
+    assert load_image(str(path)).size == (64, 24)
+    readings = [processor(images=source)["pixel_values"]
+                for source in (str(path), data, Image.open(path), "https://example.invalid/photo.jpg")]
+    for pixels in readings[1:]:
+        assert torch.equal(pixels, readings[0])
+    # The same pixels as the upright word itself, up to JPEG's losses.
+    assert (readings[0] - processor(images=upright)["pixel_values"]).abs().mean() < 0.1
+    opened = Image.open(path)
+    processor(images=opened)
+    assert opened.size == (24, 64)  # the caller's image is left as it was
