@@ -11,9 +11,10 @@ CLIP BPE caption). The tensor programs become graphs, each with a dynamic batch 
   all-positions pass of `decode_ar=False`: step 0 with every position's query);
 - `{visual,cross}_decoder_cloze`: the refinement pass over all positions.
 
-The loops and the caption step run in Python (`onnx_clip4str.py`). OUT_DIR also receives the processor files, the
-model's config, the caption tokenizer, `clip4str_onnx.json` (settings, graphs, their inputs and outputs, and the
-checks below), and copies of `onnx_clip4str.py` and `labels_clip4str.py`, so that the directory runs on its own.
+The loops and the caption step run in Python (`reading_clip4str.py`, over the sessions of `onnx_clip4str.py`).
+OUT_DIR also receives the processor files, the model's config, the caption tokenizer, `clip4str_onnx.json`
+(settings with the special ids, graphs, their inputs and outputs, and the checks below), and copies of
+`onnx_clip4str.py`, `reading_clip4str.py` and `labels_clip4str.py`, so that the directory runs on its own.
 
 Each graph is checked against PyTorch on export (on a batch size other than the traced one) and the largest
 difference is printed; then the whole `generate` (decode_ar true and false) against the PyTorch model's, on `--images`
@@ -64,7 +65,7 @@ CHECK_BATCH = 3
 # was exported wrongly.
 FP32_TOLERANCE = 1e-4
 # Files that let an exported directory run where this package is not installed.
-RUNTIME_FILES = ("onnx_clip4str.py", "labels_clip4str.py")
+RUNTIME_FILES = ("onnx_clip4str.py", "reading_clip4str.py", "labels_clip4str.py")
 
 
 def _stack(key_values) -> tuple[torch.Tensor, torch.Tensor]:
@@ -420,6 +421,9 @@ def settings_of(model) -> dict:
         "decoder_num_heads": config.decoder_num_heads,
         "decoder_head_dim": config.projection_dim // config.decoder_num_heads,
         "benchmark_protocol": config.benchmark_protocol,
+        "eos_token_id": config.eos_token_id,
+        "bos_token_id": config.bos_token_id,
+        "pad_token_id": config.pad_token_id,
     }
 
 

@@ -8,7 +8,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from transformers import CLIPTextModel, CLIPVisionModel, GenerationMixin, PreTrainedModel
 from transformers import initialization as init
@@ -18,19 +17,18 @@ from .caption_clip4str import (
     CaptionIds,
     CaptionState,
     TextTower,
-    caption_state,
-    caption_texts,
     check_caption_tokenizer,
     distinct_text_memory,
     freeze_text_tower,
     text_memory,
 )
 from .configuration_clip4str import CLIP4STRConfig
-from .decoder_clip4str import CLIP4STRDecoder, MemoryKeyValues
-from .generation_clip4str import ReadingRequest, reading_request
-from .inputs_clip4str import check_decode_ar, check_pixel_values, check_refine_iters
+from .decoder_clip4str import CLIP4STRDecoder
+from .backend_clip4str import TorchBackend, check_pixel_values
+from .generation_clip4str import reading_request
 from .permutation_loss_clip4str import PermutedBatch, permutation_loss, permuted_batch
-from .permutations_clip4str import caption_memory_mask, cloze_mask, side_by_side_captions
+from .permutations_clip4str import caption_memory_mask, side_by_side_captions
+from .reading_clip4str import Reading, ReadingLoop, check_image_size
 from .saving_clip4str import (
     CAPTION_TOKENIZER_FOLDER,
     HUB_KWARGS,
@@ -112,19 +110,6 @@ class CLIP4STRGenerateOutput(ModelOutput):
     char_confidences: torch.FloatTensor | None = None
     confidences: torch.FloatTensor | None = None
     scores: tuple[torch.FloatTensor, ...] | None = None
-
-
-@dataclass
-class _Reading:
-    """What predict-and-refine computed: final cross-modal and visual logits `[B, positions, C + 1]`, the caption ids
-    `[B, context_length]` the final cross-modal pass read, and (when asked) each decoder's cross-attentions in the
-    pass that gave its logits."""
-
-    logits: torch.Tensor
-    visual_logits: torch.Tensor
-    caption_ids: torch.LongTensor
-    visual_attentions: tuple[torch.Tensor, ...] | None = None
-    cross_attentions: tuple[torch.Tensor, ...] | None = None
 
 
 class CLIP4STRPreTrainedModel(PreTrainedModel):
@@ -229,7 +214,7 @@ class CLIP4STRForSceneTextRecognition(CLIP4STRPreTrainedModel, GenerationMixin):
 
     def caption_texts(self, logits: torch.Tensor) -> list[str]:
         """Captions of logits `[N, L, C + 1]`: greedy text cut at the first `[E]`, adapted to the caption charset."""
-        return caption_texts(logits, self.config.charset, self.config.caption_charset, self.config.eos_token_id)
+        return ReadingLoop(TorchBackend(self), self.config).caption_texts(logits)
 
     def tokenize_captions(self, texts: list[str]) -> torch.LongTensor:
         """CLIP BPE ids `[N, context_length]` of captions, as SPEC builds them (padded with id 0)."""
@@ -253,12 +238,7 @@ class CLIP4STRForSceneTextRecognition(CLIP4STRPreTrainedModel, GenerationMixin):
 
     def _encode_image(self, pixel_values, output_attentions: bool = False, output_hidden_states: bool = False):
         """Image memory `[B, 1 + patches, D]` and the image tower's output (hidden states and attentions if asked)."""
-        expected = self.config.image_input_size
-        if tuple(pixel_values.shape[-2:]) != expected:
-            raise ValueError(
-                f"This model reads {expected[0]}x{expected[1]} images (height x width), got `pixel_values` of "
-                f"{pixel_values.shape[-2]}x{pixel_values.shape[-1]}. Prepare them with the model's processor."
-            )
+        check_image_size(pixel_values.shape, self.config.image_input_size)
         dtype = self.visual_projection.weight.dtype
         tower = self.vision_model(
             pixel_values=pixel_values.to(dtype),
@@ -329,13 +309,12 @@ class CLIP4STRForSceneTextRecognition(CLIP4STRPreTrainedModel, GenerationMixin):
             )
             reading.visual_logits, reading.logits = reading.visual_logits[:, 0], reading.logits[:, 0]  # left to right
         else:
-            reading = self._predict(
-                image_memory, self.config.refine_iters, self.config.decode_ar, output_attentions=output_attentions
-            )
+            loop = ReadingLoop(TorchBackend(self, encoded=True), self.config)
+            reading = loop.predict(image_memory, self.config.refine_iters, self.config.decode_ar, output_attentions)
         text_tower = None
         if output_attentions or output_hidden_states:
             text_tower = self.text_model(
-                input_ids=reading.caption_ids,
+                input_ids=reading.captions.input_ids,
                 output_attentions=output_attentions,
                 output_hidden_states=output_hidden_states,
             )
@@ -394,7 +373,7 @@ class CLIP4STRForSceneTextRecognition(CLIP4STRPreTrainedModel, GenerationMixin):
         patches = patches / patches.sum(-1, keepdim=True).clamp_min(torch.finfo(patches.dtype).tiny)
         return patches.unflatten(-1, (height, width))
 
-    def _permutation_logits(self, image_memory, batch: PermutedBatch, output_attentions: bool = False) -> _Reading:
+    def _permutation_logits(self, image_memory, batch: PermutedBatch, output_attentions: bool = False) -> Reading:
         """Every order of `batch` through each decoder in one call (memory keys and values projected once per decoder,
         the text tower run once per distinct caption). Returns visual and cross logits `[B, K, L, C + 1]`, the
         left-to-right order's caption ids, and (if asked) that order's cross-attentions."""
@@ -419,67 +398,14 @@ class CLIP4STRForSceneTextRecognition(CLIP4STRPreTrainedModel, GenerationMixin):
             batch.context, memory_kv, memory_mask=memory_mask, output_attentions=output_attentions, **masks
         )
         cross_logits, cross_attentions = cross if output_attentions else (cross, None)
-        reading = _Reading(cross_logits, visual_logits, input_ids[::num_orders])
+        captions = CaptionState(texts[::num_orders], input_ids[::num_orders], None, [])
+        reading = Reading(cross_logits, visual_logits, captions)
         if output_attentions:
             # The left-to-right order (k = 0) reads the image and the first caption slot of the memory.
             seen = image_memory.shape[1] + input_ids.shape[1]
             reading.visual_attentions = tuple(weights[:, :, 0] for weights in visual_attentions)
             reading.cross_attentions = tuple(weights[:, :, 0, :, :seen] for weights in cross_attentions)
         return reading
-
-    def _cross_memory(self, visual_logits, image_kv: MemoryKeyValues, previous: CaptionState | None = None):
-        """Cross-modal memory keys/values for the captions of `visual_logits`, and the caption state that lets a
-        later pass skip what did not change."""
-        texts = self.caption_texts(visual_logits)
-        input_ids = self.tokenize_captions(texts).to(visual_logits.device)
-        state = caption_state(self._text_tower, texts, input_ids, previous)
-        text_kv = self.cross_decoder.memory_key_values(state.memory)
-        return self.cross_decoder.concat_key_values(image_kv, text_kv), state
-
-    def _predict(self, image_memory, refine_iters: int, decode_ar: bool, output_attentions: bool = False) -> _Reading:
-        """Predict (visual), cross-check (cross-modal), refine."""
-        config = self.config
-        batch = image_memory.shape[0]
-        num_steps = config.num_decoding_steps
-        bos, eos = config.bos_token_id, config.eos_token_id
-        visual_kv = self.visual_decoder.memory_key_values(image_memory)
-        cross_image_kv = self.cross_decoder.memory_key_values(image_memory)
-        start = torch.full((batch, 1), bos, dtype=torch.long, device=image_memory.device)
-        # Attention weights are only kept from the pass that gives each branch's final logits.
-        last_visual = output_attentions and refine_iters == 0
-        last_cross = output_attentions and refine_iters == 0
-
-        if decode_ar:
-            visual = self.visual_decoder.decode_autoregressive(
-                visual_kv, num_steps, bos, eos, True, output_attentions=last_visual
-            )
-            visual_logits, visual_attentions = visual[0], (visual[2] if last_visual else None)
-        else:
-            visual = self.visual_decoder(start, visual_kv, num_queries=num_steps, output_attentions=last_visual)
-            visual_logits, visual_attentions = visual if last_visual else (visual, None)
-        cross_kv, captions = self._cross_memory(visual_logits, cross_image_kv)
-        length = visual_logits.shape[1]
-        if decode_ar:
-            # Its context is its own predictions. When refinement follows, what comes after every sequence's [E] is
-            # masked there, so the loop may stop once all have ended.
-            cross = self.cross_decoder.decode_autoregressive(
-                cross_kv, length, bos, eos, refine_iters > 0, output_attentions=last_cross
-            )
-            cross_logits, cross_attentions = cross[0], (cross[2] if last_cross else None)
-        else:
-            cross = self.cross_decoder(start, cross_kv, num_queries=length, output_attentions=last_cross)
-            cross_logits, cross_attentions = cross if last_cross else (cross, None)
-
-        if refine_iters > 0:
-            mask = cloze_mask(num_steps, device=image_memory.device)
-            for index in range(refine_iters):
-                last = output_attentions and index == refine_iters - 1
-                visual = _refine(self.visual_decoder, visual_logits, visual_kv, mask, start, eos, last)
-                visual_logits, visual_attentions = visual if last else (visual, visual_attentions)
-                cross_kv, captions = self._cross_memory(visual_logits, cross_image_kv, previous=captions)
-                cross = _refine(self.cross_decoder, cross_logits, cross_kv, mask, start, eos, last)
-                cross_logits, cross_attentions = cross if last else (cross, cross_attentions)
-        return _Reading(cross_logits, visual_logits, captions.input_ids, visual_attentions, cross_attentions)
 
     @torch.no_grad()
     def generate(
@@ -513,11 +439,13 @@ class CLIP4STRForSceneTextRecognition(CLIP4STRPreTrainedModel, GenerationMixin):
         """
         pixel_values = _generate_input(pixel_values, kwargs)
         request = reading_request(kwargs, self.config, return_dict_in_generate)
-        refine_iters = check_refine_iters(self.config.refine_iters if refine_iters is None else refine_iters)
-        decode_ar = check_decode_ar(self.config.decode_ar if decode_ar is None else decode_ar)
-
-        reading = self._predict(self.encode_image(pixel_values), refine_iters, decode_ar)
-        return _generate_output(reading, request, self.config)
+        output = ReadingLoop(TorchBackend(self), self.config).generate(
+            pixel_values, refine_iters, decode_ar, request.max_positions, request.return_dict_in_generate
+        )
+        if not request.return_dict_in_generate:
+            return output["sequences"]
+        scores = tuple(output["logits"].unbind(1)) if request.output_scores else None
+        return CLIP4STRGenerateOutput(**output, scores=scores)
 
     @classmethod
     def from_clip(
@@ -594,25 +522,6 @@ def _generate_input(pixel_values, kwargs: dict) -> torch.Tensor:
     return pixel_values
 
 
-def _generate_output(reading: _Reading, request: ReadingRequest, config) -> torch.LongTensor | CLIP4STRGenerateOutput:
-    """The ids of `reading` (or the dict output), cut to `request.max_positions` positions."""
-    logits, visual_logits = reading.logits, reading.visual_logits
-    if request.max_positions is not None:
-        logits, visual_logits = logits[:, : request.max_positions], visual_logits[:, : request.max_positions]
-    sequences = _sequences(logits, config.eos_token_id, config.pad_token_id)
-    if not request.return_dict_in_generate:
-        return sequences
-    char_confidences, confidences = _confidences(logits, config.eos_token_id)
-    return CLIP4STRGenerateOutput(
-        sequences=sequences,
-        logits=logits,
-        visual_logits=visual_logits,
-        char_confidences=char_confidences,
-        confidences=confidences,
-        scores=tuple(logits.unbind(1)) if request.output_scores else None,
-    )
-
-
 def _check_labels_have_characters(labels: torch.LongTensor, config) -> None:
     """Refuse a batch whose labels are all empty: no order of an empty word can be taught."""
     is_char = (labels > config.eos_token_id) & (labels < config.bos_token_id)
@@ -621,43 +530,6 @@ def _check_labels_have_characters(labels: torch.LongTensor, config) -> None:
             "Every label of this batch is empty (no character before `[E]`), so there is nothing to learn from it. "
             "Drop samples with empty labels before batching (the training data's label rule does)."
         )
-
-
-def _refine(decoder: CLIP4STRDecoder, logits, memory_kv, mask, start, eos: int, output_attentions: bool = False):
-    """One cloze pass over all positions with context `[B]` + argmax(logits) (positions from the first `[E]` on
-    hidden). Returns the logits, and with `output_attentions` also the cross-attentions."""
-    predicted = logits[:, :-1].argmax(-1)
-    length = predicted.shape[1]
-    if length < mask.shape[0] - 1:  # shorter left-to-right output (early stop): its tail is padding anyway
-        predicted = F.pad(predicted, (0, mask.shape[0] - 1 - length), value=eos)
-    context = torch.cat([start, predicted], dim=1)
-    padding_mask = (context == eos).cumsum(-1) > 0
-    return decoder(
-        context,
-        memory_kv,
-        num_queries=mask.shape[0],
-        query_mask=mask,
-        content_mask=mask,
-        padding_mask=padding_mask,
-        output_attentions=output_attentions,
-    )
-
-
-def _sequences(logits: torch.Tensor, eos: int, pad: int) -> torch.LongTensor:
-    """Greedy ids of `logits` `[B, T, C + 1]`, `[P]` after the first `[E]`."""
-    ids = logits.argmax(-1)
-    after_end = (ids == eos).cumsum(-1) - (ids == eos).int() > 0
-    return ids.masked_fill(after_end, pad)
-
-
-def _confidences(logits: torch.Tensor, eos: int):
-    """Per position the highest probability `[B, T]`, and per word their product up to and including the first
-    `[E]` `[B]`."""
-    char_confidences = logits.float().softmax(-1).amax(-1)
-    is_end = (logits.argmax(-1) == eos).int()
-    counted = (is_end.cumsum(-1) - is_end) == 0
-    confidences = char_confidences.masked_fill(~counted, 1.0).prod(-1)
-    return char_confidences, confidences
 
 
 __all__ = [
