@@ -45,13 +45,13 @@ from torch import nn
 
 from .caption_clip4str import TextTower, text_tower_from
 from .modeling_clip4str import CLIP4STRForSceneTextRecognition
-from .onnx_clip4str import (
+from .onnx_clip4str import CLIP4STROnnxModel
+from .onnx_description_clip4str import (
     CAPTION_ENCODER,
     CAPTION_TOKENIZER_FILE,
     DESCRIPTION_FILE,
     FORMAT_VERSION,
     IMAGE_ENCODER,
-    CLIP4STROnnxModel,
     cloze_graph,
     step_graph,
 )
@@ -65,7 +65,10 @@ CHECK_BATCH = 3
 # was exported wrongly.
 FP32_TOLERANCE = 1e-4
 # Files that let an exported directory run where this package is not installed.
-RUNTIME_FILES = ("onnx_clip4str.py", "reading_clip4str.py", "labels_clip4str.py")
+RUNTIME_FILES = (
+    "onnx_clip4str.py", "onnx_description_clip4str.py", "onnx_processing_clip4str.py", "reading_clip4str.py",
+    "labels_clip4str.py",
+)
 
 
 def _stack(key_values) -> tuple[torch.Tensor, torch.Tensor]:
@@ -139,21 +142,15 @@ class DecoderStepGraph(nn.Module):
         shifted_queries = torch.cat([torch.zeros_like(decoder.pos_queries[:, :1]), decoder.pos_queries[:, :-1]], 1)
         content = decoder.embed_tokens(tokens) + shifted_queries.index_select(1, step)
         query = decoder.pos_queries.index_select(1, query_positions).expand(tokens.shape[0], -1, -1)
-        memory = _unstack(memory_keys, memory_values)
         present_keys, present_values = [], []
-        last = len(decoder.layers) - 1
-        for index, layer in enumerate(decoder.layers):
-            content_normed = layer.norm_c(content)
-            keys, values = layer.self_attn.project_key_value(content_normed)
-            keys = torch.cat([past_keys[index], keys], dim=2)
-            values = torch.cat([past_values[index], values], dim=2)
-            present_keys.append(keys)
-            present_values.append(values)
-            new_query = layer.forward_stream(query, layer.norm_q(query), (keys, values), memory[index])
-            if index != last:
-                content = layer.forward_stream(content, content_normed, (keys, values), memory[index])
-            query = new_query
-        return decoder.logits(query), torch.stack(present_keys), torch.stack(present_values)
+
+        def extend(index, keys, values):
+            present_keys.append(torch.cat([past_keys[index], keys], dim=2))
+            present_values.append(torch.cat([past_values[index], values], dim=2))
+            return present_keys[-1], present_values[-1]
+
+        logits, _ = decoder.decode_step(content, query, extend, _unstack(memory_keys, memory_values))
+        return logits, torch.stack(present_keys), torch.stack(present_values)
 
 
 class DecoderClozeGraph(nn.Module):

@@ -51,6 +51,15 @@ class ReadingRequest:
     return_dict_in_generate: bool = False
 
 
+def align_generation_config(model) -> None:
+    """Give `model`'s generation config the model's special ids. `generate` is the model's own, but `Trainer` checks
+    the generation config's special ids against the character tokenizer, and a saved `generation_config.json` should
+    name the ids this model generates (directories saved by earlier versions carry the CLIP tower's)."""
+    if getattr(model, "generation_config", None) is not None:
+        for name in ("eos_token_id", "bos_token_id", "pad_token_id"):
+            setattr(model.generation_config, name, getattr(model.config, name))
+
+
 def _is_neutral(name: str, value, defaults: dict) -> bool:
     return value is None or (name in defaults and value == defaults[name])
 
@@ -94,7 +103,8 @@ def reading_request(kwargs: dict, config, return_dict_in_generate: bool) -> Read
             "attentions or hidden states call the model itself (`model(pixel_values, output_attentions=True)`)."
         )
 
-    max_positions = check_max_positions([settings[name] for name in ("max_new_tokens", "max_length") if name in settings])
+    lengths = [settings[name] for name in ("max_new_tokens", "max_length") if name in settings]
+    max_positions = check_max_positions(lengths)
     output_scores = bool(settings.get("output_scores") or settings.get("output_logits"))
     return_dict_in_generate = bool(return_dict_in_generate or settings.get("return_dict_in_generate"))
     if output_scores and not return_dict_in_generate:
@@ -108,4 +118,4 @@ def reading_request(kwargs: dict, config, return_dict_in_generate: bool) -> Read
     )
 
 
-__all__ = ["ReadingRequest", "reading_request"]
+__all__ = ["ReadingRequest", "align_generation_config", "reading_request"]

@@ -3,113 +3,34 @@
 from __future__ import annotations
 
 import os
-import threading
-from contextlib import contextmanager
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 from transformers import CLIPTextModel, CLIPVisionModel, GenerationMixin, PreTrainedModel
 from transformers import initialization as init
-from transformers.utils import ModelOutput
 
-from .caption_clip4str import (
-    CaptionIds,
-    CaptionState,
-    TextTower,
-    check_caption_tokenizer,
-    distinct_text_memory,
-    freeze_text_tower,
-    text_memory,
+from .backend_clip4str import (
+    TorchBackend,
+    attention_maps,
+    check_pixel_values,
+    permutation_reading,
+    towers_exposing_attentions,
 )
+from .caption_clip4str import CaptionIds, TextTower, check_caption_tokenizer, freeze_text_tower, text_memory
 from .configuration_clip4str import CLIP4STRConfig
 from .decoder_clip4str import CLIP4STRDecoder
-from .backend_clip4str import TorchBackend, check_pixel_values
-from .generation_clip4str import reading_request
-from .permutation_loss_clip4str import PermutedBatch, permutation_loss, permuted_batch
-from .permutations_clip4str import caption_memory_mask, side_by_side_captions
-from .reading_clip4str import Reading, ReadingLoop, check_image_size
+from .outputs_clip4str import CLIP4STRGenerateOutput, CLIP4STROutput
+from .generation_clip4str import align_generation_config, reading_request
+from .permutation_loss_clip4str import permutation_loss, permuted_batch
+from .reading_clip4str import ReadingLoop, check_image_size
 from .saving_clip4str import (
-    CAPTION_TOKENIZER_FOLDER,
     HUB_KWARGS,
-    load_caption_tokenizer,
+    attach_caption_tokenizer,
+    model_from_clip,
     name_pipeline_in_config,
     save_beside_weights,
     upload_directory,
 )
-
-
-# Held while a forward pass runs the CLIP towers with eager attention to return their weights.
-_ATTENTION_SWITCH = threading.Lock()
-
-
-@dataclass
-class CLIP4STROutput(ModelOutput):
-    """
-    Args:
-        loss (`torch.FloatTensor` of shape `()`, returned with `labels`):
-            Permuted-sequence loss of both branches: the sum over orders p of n_p * (CE_visual + w * CE_cross),
-            divided by the sum of n_p (n_p: targets of order p).
-        logits (`torch.FloatTensor` of shape `[B, positions, C + 1]`):
-            Cross-modal logits. With `labels`: those of the left-to-right order (teacher forced). Without: the final
-            logits of predict-and-refine, as [`~CLIP4STRForSceneTextRecognition.generate`] computes them.
-        visual_logits (`torch.FloatTensor` of shape `[B, positions, C + 1]`):
-            The visual branch's logits, likewise.
-        image_memory (`torch.FloatTensor` of shape `[B, 1 + patches, D]`):
-            Every ViT token after the final LayerNorm and the visual projection.
-        hidden_states (`tuple(torch.FloatTensor)`, returned with `output_hidden_states=True`):
-            The image tower's hidden states, `[B, 1 + patches, D_vision]`: its embeddings, then each layer's output.
-        attentions (`tuple(torch.FloatTensor)`, returned with `output_attentions=True`):
-            The image tower's self-attention weights per layer, `[B, heads, 1 + patches, 1 + patches]`.
-        text_hidden_states (`tuple(torch.FloatTensor)`, returned with `output_hidden_states=True`):
-            The text tower's hidden states, `[B, context_length, D_text]`, over the captions the final cross-modal
-            logits read (with `labels`: those of the left-to-right order).
-        text_attentions (`tuple(torch.FloatTensor)`, returned with `output_attentions=True`):
-            The text tower's self-attention weights per layer, `[B, heads, context_length, context_length]`.
-        visual_decoder_attentions (`tuple(torch.FloatTensor)`, returned with `output_attentions=True`):
-            Per visual-decoder layer, the cross-attention of each character position over the image memory,
-            `[B, heads, positions, 1 + patches]`, in the pass that gave `visual_logits`. See
-            [`~CLIP4STRForSceneTextRecognition.attention_maps`].
-        cross_decoder_attentions (`tuple(torch.FloatTensor)`, returned with `output_attentions=True`):
-            Per cross-modal decoder layer, the cross-attention of each character position over the image memory
-            followed by the caption memory, `[B, heads, positions, 1 + patches + context_length]`, in the pass that
-            gave `logits`.
-    """
-
-    loss: torch.FloatTensor | None = None
-    logits: torch.FloatTensor | None = None
-    visual_logits: torch.FloatTensor | None = None
-    image_memory: torch.FloatTensor | None = None
-    hidden_states: tuple[torch.FloatTensor, ...] | None = None
-    attentions: tuple[torch.FloatTensor, ...] | None = None
-    text_hidden_states: tuple[torch.FloatTensor, ...] | None = None
-    text_attentions: tuple[torch.FloatTensor, ...] | None = None
-    visual_decoder_attentions: tuple[torch.FloatTensor, ...] | None = None
-    cross_decoder_attentions: tuple[torch.FloatTensor, ...] | None = None
-
-
-@dataclass
-class CLIP4STRGenerateOutput(ModelOutput):
-    """
-    Args:
-        sequences (`torch.LongTensor` of shape `[B, positions]`):
-            Predicted character ids; every position after the first `[E]` holds `[P]`.
-        logits (`torch.FloatTensor` of shape `[B, positions, C + 1]`): the final cross-modal logits.
-        visual_logits (`torch.FloatTensor` of shape `[B, positions, C + 1]`): the visual branch's last logits.
-        char_confidences (`torch.FloatTensor` of shape `[B, positions]`):
-            Highest softmax probability at each position (the character's, or the `[E]`'s).
-        confidences (`torch.FloatTensor` of shape `[B]`):
-            Word confidence: the product of `char_confidences` up to and including the first `[E]`.
-        scores (`tuple(torch.FloatTensor)`, returned with `output_scores=True` or `output_logits=True`):
-            `logits` per position, a tuple of `[B, C + 1]` tensors, as transformers' `generate` returns them.
-    """
-
-    sequences: torch.LongTensor | None = None
-    logits: torch.FloatTensor | None = None
-    visual_logits: torch.FloatTensor | None = None
-    char_confidences: torch.FloatTensor | None = None
-    confidences: torch.FloatTensor | None = None
-    scores: tuple[torch.FloatTensor, ...] | None = None
 
 
 class CLIP4STRPreTrainedModel(PreTrainedModel):
@@ -176,15 +97,8 @@ class CLIP4STRForSceneTextRecognition(CLIP4STRPreTrainedModel, GenerationMixin):
         self.post_init()
         if caption_tokenizer is not None:
             self.set_caption_tokenizer(caption_tokenizer)
-        self._align_generation_config()
+        align_generation_config(self)
         self.freeze_text_layers(config.num_frozen_text_layers)
-
-    def _align_generation_config(self) -> None:
-        # `generate` is this class's own, but `Trainer` checks the generation config's special ids against the
-        # character tokenizer, and a saved `generation_config.json` should name the ids this model generates.
-        if getattr(self, "generation_config", None) is not None:
-            for name in ("eos_token_id", "bos_token_id", "pad_token_id"):
-                setattr(self.generation_config, name, getattr(self.config, name))
 
     @property
     def caption_tokenizer(self):
@@ -292,7 +206,7 @@ class CLIP4STRForSceneTextRecognition(CLIP4STRPreTrainedModel, GenerationMixin):
         output_hidden_states = (
             self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
         )
-        with self._towers_exposing_attentions(output_attentions):
+        with towers_exposing_attentions(self, output_attentions):
             return self._forward(pixel_values, labels, output_attentions, output_hidden_states, return_dict,
                                  num_items_in_batch)
 
@@ -303,7 +217,7 @@ class CLIP4STRForSceneTextRecognition(CLIP4STRPreTrainedModel, GenerationMixin):
             labels = labels.to(image_memory.device)
             _check_labels_have_characters(labels, self.config)
             batch = permuted_batch(labels, self.config, seeded=not self.training)
-            reading = self._permutation_logits(image_memory, batch, output_attentions)
+            reading = permutation_reading(self, image_memory, batch, output_attentions)
             loss = permutation_loss(
                 reading.visual_logits, reading.logits, batch.targets, self.config, num_items_in_batch
             )
@@ -332,80 +246,10 @@ class CLIP4STRForSceneTextRecognition(CLIP4STRPreTrainedModel, GenerationMixin):
         )
         return output if return_dict else output.to_tuple()
 
-    @contextmanager
-    def _towers_exposing_attentions(self, output_attentions: bool):
-        """Run the CLIP towers with eager attention for this call when attentions are asked for: fused kernels (SDPA,
-        flash) compute the same result but do not expose the weights."""
-        if not output_attentions:
-            yield
-            return
-        configs = [self.vision_model.config, self.text_model.config]
-        # Calls that switch are serialised, so that one cannot restore what another switched (a model shared by
-        # threads); calls that do not switch may run meanwhile, with eager attention's same result.
-        with _ATTENTION_SWITCH:
-            previous = [config._attn_implementation for config in configs]
-            for config in configs:
-                config._attn_implementation = "eager"
-            try:
-                yield
-            finally:
-                for config, implementation in zip(configs, previous):
-                    config._attn_implementation = implementation
-
     def attention_maps(self, decoder_attentions: tuple[torch.Tensor, ...], layer: int = -1) -> torch.FloatTensor:
-        """Where each character position looked in the image: a heat map over the patch grid per position.
-
-        Args:
-            decoder_attentions: `visual_decoder_attentions` or `cross_decoder_attentions` of a [`CLIP4STROutput`]
-                (from `model(pixel_values, output_attentions=True)`), per layer `[B, heads, positions, M]`.
-            layer: which decoder layer's attention to map (default the last).
-
-        Returns:
-            `torch.FloatTensor` `[B, positions, H_patches, W_patches]`: the attention of each position over the image
-            patches, averaged over heads; the class token's and the captions' shares are left out and each map is
-            rescaled to sum to 1 (a map shows where in the image the position looked, not how much it looked at the
-            image).
-        """
-        weights = decoder_attentions[layer].float().mean(1)  # [B, positions, M]
-        patch = self.config.vision_config.patch_size
-        height, width = (size // patch for size in self.config.image_input_size)
-        patches = weights[..., 1 : 1 + height * width]
-        patches = patches / patches.sum(-1, keepdim=True).clamp_min(torch.finfo(patches.dtype).tiny)
-        return patches.unflatten(-1, (height, width))
-
-    def _permutation_logits(self, image_memory, batch: PermutedBatch, output_attentions: bool = False) -> Reading:
-        """Every order of `batch` through each decoder in one call (memory keys and values projected once per decoder,
-        the text tower run once per distinct caption). Returns visual and cross logits `[B, K, L, C + 1]`, the
-        left-to-right order's caption ids, and (if asked) that order's cross-attentions."""
-        masks = dict(query_mask=batch.query_masks, content_mask=batch.content_masks, padding_mask=batch.padding_mask)
-        num_orders = batch.num_orders
-        visual = self.visual_decoder(
-            batch.context, self.visual_decoder.memory_key_values(image_memory), output_attentions=output_attentions,
-            **masks,
-        )
-        visual_logits, visual_attentions = visual if output_attentions else (visual, None)
-        # Order k of sample b reads the caption of its own visual logits (row b * K + k), and the image memory
-        # detached: the cross-modal loss must not reach the image tower.
-        texts = self.caption_texts(visual_logits.detach().flatten(0, 1))
-        input_ids = self.tokenize_captions(texts).to(image_memory.device)
-        captions_kv = self.cross_decoder.memory_key_values(distinct_text_memory(self._text_tower, input_ids, texts))
-        memory_kv = self.cross_decoder.concat_key_values(
-            self.cross_decoder.memory_key_values(image_memory.detach()),
-            side_by_side_captions(captions_kv, num_orders),
-        )
-        memory_mask = caption_memory_mask(num_orders, image_memory.shape[1], input_ids.shape[1], input_ids.device)
-        cross = self.cross_decoder(
-            batch.context, memory_kv, memory_mask=memory_mask, output_attentions=output_attentions, **masks
-        )
-        cross_logits, cross_attentions = cross if output_attentions else (cross, None)
-        captions = CaptionState(texts[::num_orders], input_ids[::num_orders], None, [])
-        reading = Reading(cross_logits, visual_logits, captions)
-        if output_attentions:
-            # The left-to-right order (k = 0) reads the image and the first caption slot of the memory.
-            seen = image_memory.shape[1] + input_ids.shape[1]
-            reading.visual_attentions = tuple(weights[:, :, 0] for weights in visual_attentions)
-            reading.cross_attentions = tuple(weights[:, :, 0, :, :seen] for weights in cross_attentions)
-        return reading
+        """Where each character position looked in the image: `[B, positions, H_patches, W_patches]` heat maps of
+        `decoder_attentions` (from `model(pixel_values, output_attentions=True)`); see [`attention_maps`]."""
+        return attention_maps(self.config, decoder_attentions, layer)
 
     @torch.no_grad()
     def generate(
@@ -448,33 +292,9 @@ class CLIP4STRForSceneTextRecognition(CLIP4STRPreTrainedModel, GenerationMixin):
         return CLIP4STRGenerateOutput(**output, scores=scores)
 
     @classmethod
-    def from_clip(
-        cls, pretrained_model_name_or_path, caption_tokenizer=None, **config_overrides
-    ) -> "CLIP4STRForSceneTextRecognition":
-        """A new CLIP4STR (fresh decoders) on a Hugging Face CLIP checkpoint: both towers, both projections and its
-        BPE tokenizer, e.g. `from_clip("openai/clip-vit-base-patch16")` or a local `CLIPModel` directory.
-
-        `caption_tokenizer` replaces the checkpoint's tokenizer (for a CLIP saved without its tokenizer files; a
-        tokenizer that is not the text tower's is refused). `config_overrides` set [`CLIP4STRConfig`] fields
-        (`charset=`, `max_label_length=`, ...). Hub arguments (`revision`, `cache_dir`, `token`, `local_files_only`)
-        are passed on to the loaders.
-        """
-        from transformers import CLIPModel, CLIPTokenizer
-
-        hub_kwargs = {key: config_overrides.pop(key) for key in HUB_KWARGS if key in config_overrides}
-        clip = CLIPModel.from_pretrained(pretrained_model_name_or_path, **hub_kwargs)
-        config = CLIP4STRConfig(
-            vision_config=clip.config.vision_config.to_dict(),
-            text_config=clip.config.text_config.to_dict(),
-            projection_dim=clip.config.projection_dim,
-            **config_overrides,
-        )
-        if caption_tokenizer is None:
-            caption_tokenizer = CLIPTokenizer.from_pretrained(pretrained_model_name_or_path, **hub_kwargs)
-        model = cls(config, caption_tokenizer=caption_tokenizer)
-        for name in ("vision_model", "text_model", "visual_projection", "text_projection"):
-            getattr(model, name).load_state_dict(getattr(clip, name).state_dict())
-        return model
+    def from_clip(cls, pretrained_model_name_or_path, caption_tokenizer=None, **config_overrides):
+        """A new CLIP4STR (fresh decoders) on a Hugging Face CLIP checkpoint; see [`model_from_clip`]."""
+        return model_from_clip(cls, pretrained_model_name_or_path, caption_tokenizer, **config_overrides)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
@@ -483,17 +303,8 @@ class CLIP4STRForSceneTextRecognition(CLIP4STRPreTrainedModel, GenerationMixin):
         loaded = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
         model = loaded[0] if kwargs.get("output_loading_info") else loaded
         model.freeze_text_layers()  # loading replaces parameters, which resets `requires_grad`
-        model._align_generation_config()  # directories saved by earlier versions carry the CLIP tower's ids
-        if caption_tokenizer is not None:
-            model.set_caption_tokenizer(caption_tokenizer)
-        elif pretrained_model_name_or_path is not None:
-            saved = load_caption_tokenizer(pretrained_model_name_or_path, **hub_kwargs)
-            if saved is not None:
-                try:
-                    model.set_caption_tokenizer(saved)
-                except ValueError as error:
-                    folder = "/".join(filter(None, [str(pretrained_model_name_or_path), hub_kwargs.get("subfolder")]))
-                    raise ValueError(f"{folder}/{CAPTION_TOKENIZER_FOLDER} is broken: {error}") from error
+        align_generation_config(model)  # directories saved by earlier versions carry the CLIP tower's ids
+        attach_caption_tokenizer(model, pretrained_model_name_or_path, caption_tokenizer, hub_kwargs)
         return loaded
 
     def save_pretrained(self, save_directory, *args, push_to_hub: bool = False, **kwargs):

@@ -1,13 +1,15 @@
 """CLIP4STR on ONNX Runtime: predict-and-refine over the graphs that `export_onnx` writes, without PyTorch.
 
 The graphs are the tensor programs (image encoder, caption encoder, each decoder's left-to-right step and its cloze
-pass); what lies between them runs here in numpy: the decoding loops, and the caption step, where the visual
-prediction becomes text (the label rule's [`adapt_to_charset`]) and CLIP BPE ids (the `tokenizers` library).
+pass). The reading loop that drives them is `reading_clip4str`'s, the PyTorch model's own; here are the sessions
+([`OnnxGraphs`]), the back-end the loop calls ([`OnnxBackend`]: decoding steps and the caption step in numpy, CLIP
+BPE ids with the `tokenizers` library), and loading.
 
 This module needs numpy, onnxruntime and tokenizers (and Pillow for [`CLIP4STROnnxProcessor`]). With torch at
 hand, `CLIP4STRProcessor.from_pretrained(OUT_DIR)` prepares the images and decodes the output as for the PyTorch
-model. An exported directory also carries a copy of this module and of `labels_clip4str.py`, so it runs where
-neither this package nor torch is installed:
+model. An exported directory also carries a copy of this module and of those it imports (`reading_clip4str.py`,
+`labels_clip4str.py`, `onnx_description_clip4str.py`, `onnx_processing_clip4str.py`), so it runs where neither this
+package nor torch is installed:
 
     import sys; sys.path.insert(0, "OUT_DIR")
     from onnx_clip4str import CLIP4STROnnxModel, CLIP4STROnnxProcessor
@@ -17,87 +19,29 @@ neither this package nor torch is installed:
 
 from __future__ import annotations
 
-import json
 import os
-import threading
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 
 try:
-    from .reading_clip4str import BRANCHES, ReadingLoop, check_image_size, check_max_positions, check_pixel_array
-    from .reading_clip4str import texts_of_ids
+    from .onnx_description_clip4str import (
+        CAPTION_ENCODER, CAPTION_TOKENIZER_FILE, DESCRIPTION_FILE, GRAPH_NAMES, IMAGE_ENCODER, PRECISIONS,
+        CLIP4STROnnxConfig, cloze_graph, is_exported_directory, read_description, step_graph,
+    )
+    from .onnx_processing_clip4str import CLIP4STROnnxProcessor
+    from .reading_clip4str import (
+        MAX_CACHED_CAPTIONS, CachedCaptionIds, ReadingLoop, check_image_size, check_max_positions, check_pixel_array,
+    )
 except ImportError:  # the copy in an exported directory, imported as a top-level module (no package, no torch)
-    from reading_clip4str import BRANCHES, ReadingLoop, check_image_size, check_max_positions, check_pixel_array
-    from reading_clip4str import texts_of_ids
-
-DESCRIPTION_FILE = "clip4str_onnx.json"
-"""The JSON that describes an exported directory: settings, graphs (files, inputs, outputs) and their checks."""
-FORMAT_VERSION = 1
-PRECISIONS = ("fp32", "int8")
-IMAGE_ENCODER = "image_encoder"
-CAPTION_ENCODER = "caption_encoder"
-CAPTION_TOKENIZER_FILE = "caption_tokenizer/tokenizer.json"
-MAX_CACHED_CAPTIONS = 100_000
-
-
-def step_graph(branch: str) -> str:
-    """Name of a decoder's left-to-right step graph (`branch`: "visual" or "cross")."""
-    return f"{branch}_decoder_step"
-
-
-def cloze_graph(branch: str) -> str:
-    """Name of a decoder's cloze (refinement) graph."""
-    return f"{branch}_decoder_cloze"
-
-
-GRAPH_NAMES = (IMAGE_ENCODER, CAPTION_ENCODER) + tuple(
-    name(branch) for branch in BRANCHES for name in (step_graph, cloze_graph)
-)
-
-
-@dataclass(frozen=True)
-class CLIP4STROnnxConfig:
-    """What the decoding loops need of the model's configuration (the `settings` of [`DESCRIPTION_FILE`]).
-
-    The names are those of `CLIP4STRConfig`, so code that reads `model.config.charset` or `.max_label_length` works
-    on either model."""
-
-    charset: str
-    caption_charset: str
-    max_label_length: int
-    context_length: int
-    refine_iters: int
-    decode_ar: bool
-    image_input_size: tuple[int, int]
-    caption_eos_token_id: int
-    decoder_num_layers: int
-    decoder_num_heads: int
-    decoder_head_dim: int
-    benchmark_protocol: str = "pipeline"  # exports written before it was recorded: models trained here
-    # The model's special ids, as the export records them (exports written before: `CLIP4STRConfig`'s rule).
-    eos_token_id: int | None = None
-    bos_token_id: int | None = None
-    pad_token_id: int | None = None
-
-    @classmethod
-    def from_dict(cls, settings: dict) -> "CLIP4STROnnxConfig":
-        values = {field.name: settings[field.name] for field in fields(cls) if field.name in settings
-                  or field.default is MISSING}
-        values["image_input_size"] = tuple(values["image_input_size"])
-        size = len(values["charset"])
-        for name, value in (("eos_token_id", 0), ("bos_token_id", size + 1), ("pad_token_id", size + 2)):
-            values.setdefault(name, value)
-        return cls(**values)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.charset) + 1
-
-    @property
-    def num_decoding_steps(self) -> int:
-        return self.max_label_length + 1
-
+    from onnx_description_clip4str import (
+        CAPTION_ENCODER, CAPTION_TOKENIZER_FILE, DESCRIPTION_FILE, GRAPH_NAMES, IMAGE_ENCODER, PRECISIONS,
+        CLIP4STROnnxConfig, cloze_graph, is_exported_directory, read_description, step_graph,
+    )
+    from onnx_processing_clip4str import CLIP4STROnnxProcessor
+    from reading_clip4str import (
+        MAX_CACHED_CAPTIONS, CachedCaptionIds, ReadingLoop, check_image_size, check_max_positions, check_pixel_array,
+    )
 
 @dataclass
 class CLIP4STROnnxGenerateOutput:
@@ -127,22 +71,14 @@ class CaptionMemory:
     values: np.ndarray
 
 
-class CaptionIds:
-    r"""
-    CLIP BPE ids of captions as SPEC builds them, with the `tokenizers` library: `<|startoftext|>` + BPE ids +
-    `<|endoftext|>`, cut to `context_length` (the last kept id becoming `<|endoftext|>`), padded with id 0.
-
-    Ids are remembered per text (a reader sees the same words again and again); a lock makes one instance safe to
-    share between threads.
-    """
+class CaptionIds(CachedCaptionIds):
+    """CLIP BPE ids of captions (see [`CachedCaptionIds`]), as numpy arrays, with the `tokenizers` library."""
 
     def __init__(self, tokenizer, context_length: int, eos_token_id: int, max_cached: int = MAX_CACHED_CAPTIONS):
+        super().__init__(max_cached)
         self.tokenizer = tokenizer
         self.context_length = context_length
         self.eos_token_id = eos_token_id
-        self.max_cached = max_cached
-        self._cache: dict[str, list[int]] = {}
-        self._lock = threading.Lock()
 
     @classmethod
     def from_file(cls, path: str, context_length: int, eos_token_id: int) -> "CaptionIds":
@@ -153,29 +89,15 @@ class CaptionIds:
         tokenizer.no_padding()  # and padded with 0, not with the tokenizer's pad token
         return cls(tokenizer, context_length, eos_token_id)
 
+    def _encode(self, texts: list[str]) -> list[list[int]]:
+        return [encoding.ids for encoding in self.tokenizer.encode_batch(texts, add_special_tokens=True)]
+
+    def _end_id(self) -> int:
+        return self.eos_token_id
+
     def __call__(self, texts: list[str]) -> np.ndarray:
         """`[N, context_length]` int64 ids of `texts`."""
-        ids_of = self._ids_of(list(dict.fromkeys(texts)))
-        rows = np.zeros((len(texts), self.context_length), dtype=np.int64)
-        for index, text in enumerate(texts):
-            ids = ids_of[text]
-            if len(ids) > self.context_length:
-                ids = ids[: self.context_length - 1] + [self.eos_token_id]
-            rows[index, : len(ids)] = ids
-        return rows
-
-    def _ids_of(self, distinct: list[str]) -> dict[str, list[int]]:
-        with self._lock:
-            ids_of = {text: self._cache[text] for text in distinct if text in self._cache}
-            missing = [text for text in distinct if text not in ids_of]
-            if missing:
-                encoded = self.tokenizer.encode_batch(missing, add_special_tokens=True)
-                encoded = {text: encoding.ids for text, encoding in zip(missing, encoded)}
-                if len(self._cache) + len(encoded) > self.max_cached:
-                    self._cache.clear()
-                self._cache.update(encoded)
-                ids_of.update(encoded)
-        return ids_of
+        return self.rows(texts, self.context_length)
 
 
 class OnnxGraphs:
@@ -416,120 +338,9 @@ class CLIP4STROnnxModel:
         return np.ascontiguousarray(array, dtype=np.float32)
 
 
-class CLIP4STROnnxProcessor:
-    r"""
-    What a process without torch needs around [`CLIP4STROnnxModel`]: word images to `pixel_values` and character ids
-    to text, as the model's `CLIP4STRProcessor` does them (which needs torch). Settings come from the exported
-    directory.
-
-    - `processor(images)`: PIL images (any mode, converted to RGB) or image files -> float32 `[B, 3, H, W]`: resized
-      straight to the model's size (no aspect ratio kept), scaled to [0, 1], normalised.
-    - `processor.batch_decode(sequences)`: the characters up to the first `[E]`; `[B]` and `[P]` skipped.
-
-    Args:
-        charset (`str`): the model's characters, in id order (id i is `charset[i - 1]`).
-        image_size (`tuple[int, int]`): (height, width).
-        resample (`int`): PIL resampling filter (3: bicubic).
-        rescale_factor (`float`), image_mean, image_std (`list[float]`): normalisation.
-    """
-
-    def __init__(self, charset: str, image_size, resample: int, rescale_factor: float, image_mean, image_std):
-        self.charset = charset
-        self.image_size = tuple(image_size)
-        self.resample = int(resample)
-        self.rescale_factor = float(rescale_factor)
-        self.image_mean = np.asarray(image_mean, dtype=np.float32)[:, None, None]
-        self.image_std = np.asarray(image_std, dtype=np.float32)[:, None, None]
-
-    @classmethod
-    def from_pretrained(cls, directory) -> "CLIP4STROnnxProcessor":
-        description = read_description(directory)
-        return cls(description["settings"]["charset"], **description["preprocessing"])
-
-    def __call__(self, images) -> np.ndarray:
-        images = images if isinstance(images, (list, tuple)) else [images]
-        if not images:
-            raise ValueError("No images were given: the batch is empty.")
-        height, width = self.image_size
-        arrays = []
-        for image in images:
-            image = self._rgb(image)
-            resized = np.asarray(image.resize((width, height), resample=self.resample)).transpose(2, 0, 1)
-            # The same arithmetic as transformers' image processing: rescale in float64, then normalise in float32.
-            scaled = (resized.astype(np.float64) * self.rescale_factor).astype(np.float32)
-            arrays.append((scaled - self.image_mean) / self.image_std)
-        return np.stack(arrays).astype(np.float32)
-
-    @staticmethod
-    def _rgb(image):
-        from PIL import Image
-
-        if isinstance(image, (str, os.PathLike)):
-            with Image.open(image) as opened:
-                opened.load()
-                image = opened.copy()
-        if not isinstance(image, Image.Image):
-            raise TypeError(
-                f"Pass PIL images or image files, got {type(image).__name__}; the model's own processor (which needs "
-                "torch) also reads arrays and tensors."
-            )
-        if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
-            raise ValueError(
-                f"Images of mode {image.mode!r} (16-bit or float) need scaling to 8 bits first; the model's own "
-                "processor does it."
-            )
-        if image.mode in ("LA", "La", "PA"):  # as the model's processor: alpha dropped, palette expanded
-            image = image.convert("RGBA")
-        return image if image.mode == "RGB" else image.convert("RGB")
-
-    def batch_decode(self, sequences) -> list[str]:
-        """Texts of `[B, T]` ids (or of a [`CLIP4STROnnxGenerateOutput`])."""
-        return texts_of_ids(np.asarray(getattr(sequences, "sequences", sequences)), self.charset)
-
-
-def read_description(directory) -> dict:
-    """The [`DESCRIPTION_FILE`] of an exported directory, checked for a format this code reads."""
-    path = os.path.join(os.fspath(directory), DESCRIPTION_FILE)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"{directory} is not an exported CLIP4STR directory: it has no {DESCRIPTION_FILE}. Export one with "
-            "`python -m modeling_clip4str.export_onnx MODEL_DIR OUT_DIR`."
-        )
-    with open(path, encoding="utf-8") as handle:
-        description = json.load(handle)
-    if description.get("format_version") != FORMAT_VERSION:
-        raise ValueError(
-            f"{path} has format version {description.get('format_version')}; this code reads version "
-            f"{FORMAT_VERSION}. Export the model again with this version of `export_onnx`."
-        )
-    missing = [name for name in GRAPH_NAMES if name not in description.get("graphs", {})]
-    if missing:
-        raise ValueError(f"{path} does not describe the graphs {', '.join(missing)}; export the model again.")
-    return description
-
-
-def is_exported_directory(path) -> bool:
-    """Whether `path` is a directory written by `export_onnx` (for loaders that accept either kind of model)."""
-    return os.path.isfile(os.path.join(os.fspath(path), DESCRIPTION_FILE))
-
-
+# The description's names are imported here too, for code that took them from this module.
 __all__ = [
-    "BRANCHES",
-    "CAPTION_ENCODER",
-    "DESCRIPTION_FILE",
-    "GRAPH_NAMES",
-    "IMAGE_ENCODER",
-    "PRECISIONS",
-    "CaptionIds",
-    "CaptionMemory",
-    "CLIP4STROnnxConfig",
-    "CLIP4STROnnxGenerateOutput",
-    "CLIP4STROnnxModel",
-    "CLIP4STROnnxProcessor",
-    "OnnxBackend",
-    "OnnxGraphs",
-    "cloze_graph",
-    "is_exported_directory",
-    "read_description",
-    "step_graph",
+    "CaptionIds", "CaptionMemory", "CLIP4STROnnxConfig", "CLIP4STROnnxGenerateOutput", "CLIP4STROnnxModel",
+    "CLIP4STROnnxProcessor", "OnnxBackend", "OnnxGraphs", "is_exported_directory", "read_description",
+    "DESCRIPTION_FILE", "GRAPH_NAMES", "PRECISIONS",
 ]

@@ -11,6 +11,7 @@ memories and confidences stay the back-end's own arrays. An exported ONNX direct
 from __future__ import annotations
 
 import importlib
+import threading
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -20,9 +21,6 @@ if __package__:
     from .labels_clip4str import adapt_to_charset
 else:  # the copy in an exported ONNX directory, imported as a top-level module (no package, no torch)
     adapt_to_charset = importlib.import_module("labels_clip4str").adapt_to_charset
-
-BRANCHES = ("visual", "cross")
-
 
 class ReadingBackend(Protocol):
     """What the loop needs of a back-end. `branch` is "visual" or "cross"; a memory is whatever the back-end's
@@ -59,6 +57,21 @@ class ReadingBackend(Protocol):
 
     def output_ids(self, ids: np.ndarray, like):
         """`ids` as the back-end returns them (the array type and device of `like`)."""
+
+
+class ReadingSizes:
+    """The sizes a reading follows from the settings (`charset`, `max_label_length`): shared by the model's config and
+    the ONNX reader's."""
+
+    @property
+    def num_classes(self) -> int:
+        """Classes of the output heads: `[E]` and the charset (never `[B]` or `[P]`)."""
+        return len(self.charset) + 1
+
+    @property
+    def num_decoding_steps(self) -> int:
+        """Positions a reading decodes: the longest label and its `[E]`."""
+        return self.max_label_length + 1
 
 
 @dataclass
@@ -171,6 +184,67 @@ def cloze_context(ids: np.ndarray, num_steps: int, bos: int, eos: int) -> np.nda
     return np.concatenate([start, predicted.astype(np.int64)], axis=1)
 
 
+MAX_CACHED_CAPTIONS = 100_000
+
+
+# --- caption ids -----------------------------------------------------------------------------------------------------
+class CachedCaptionIds:
+    r"""
+    CLIP BPE ids of captions as SPEC builds them: `<|startoftext|>` + BPE ids + `<|endoftext|>`, cut to
+    `context_length` (the last kept id becoming `<|endoftext|>`), padded with id 0. Subclasses say how a tokenizer
+    encodes (`_encode`) and which id ends a caption (`_end_id`).
+
+    Ids are remembered per text (a reader sees the same words again and again). One instance may serve several
+    threads at once: a lock guards the cache and the tokenizer (fast tokenizers must not be called from two threads
+    at once), and each call builds its rows from its own mapping, so a thread that empties the cache meanwhile cannot
+    take ids from under another. The cache is emptied when it would grow past `max_cached` captions.
+    """
+
+    def __init__(self, max_cached: int = MAX_CACHED_CAPTIONS):
+        self.max_cached = max_cached
+        self._cache: dict[str, list[int]] = {}
+        self._lock = threading.Lock()
+
+    def __getstate__(self):  # a lock can be neither pickled nor deep-copied (copies of the model need both)
+        state = self.__dict__.copy()
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def _encode(self, texts: list[str]) -> list[list[int]]:
+        raise NotImplementedError
+
+    def _end_id(self) -> int:
+        raise NotImplementedError
+
+    def rows(self, texts: list[str], context_length: int) -> np.ndarray:
+        """`[N, context_length]` int64 ids of `texts`."""
+        ids_of = self._ids_of(list(dict.fromkeys(texts)))
+        rows = np.zeros((len(texts), context_length), dtype=np.int64)
+        for index, text in enumerate(texts):
+            ids = ids_of[text]
+            if len(ids) > context_length:
+                ids = ids[: context_length - 1] + [self._end_id()]
+            rows[index, : len(ids)] = ids
+        return rows
+
+    def _ids_of(self, distinct: list[str]) -> dict[str, list[int]]:
+        """Full BPE ids (start and end tokens included, not cut) of each of `distinct`."""
+        with self._lock:
+            ids_of = {text: self._cache[text] for text in distinct if text in self._cache}
+            missing = [text for text in distinct if text not in ids_of]
+            if missing:
+                encoded = dict(zip(missing, self._encode(missing)))
+                if len(self._cache) + len(encoded) > self.max_cached:
+                    self._cache.clear()
+                self._cache.update(encoded)
+                ids_of.update(encoded)
+        return ids_of
+
+
 # --- the loop ---------------------------------------------------------------------------------------------------------
 class ReadingLoop:
     """Predict, cross-check and refine over `backend`, for a model of `config` (`charset`, `caption_charset`,
@@ -247,10 +321,12 @@ class ReadingLoop:
 
 
 __all__ = [
-    "BRANCHES",
+    "CachedCaptionIds",
+    "MAX_CACHED_CAPTIONS",
     "Reading",
     "ReadingBackend",
     "ReadingLoop",
+    "ReadingSizes",
     "check_decode_ar",
     "check_image_size",
     "check_max_positions",
