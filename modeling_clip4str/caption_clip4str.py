@@ -11,7 +11,6 @@ Nothing here is an `nn.Module`: the text tower and its projection belong to the 
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -19,10 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .labels_clip4str import adapt_to_charset
-
-MAX_CACHED_CAPTIONS = 100_000
-
+from .reading_clip4str import MAX_CACHED_CAPTIONS, CachedCaptionIds
 
 class TextTower(NamedTuple):
     """The CLIP text transformer (`CLIPTextModel`) and the projection to the joint width D."""
@@ -44,18 +40,6 @@ class CaptionState:
     input_ids: torch.LongTensor
     memory: torch.FloatTensor
     key_values: list[tuple[torch.Tensor, torch.Tensor]]
-
-
-def caption_texts(logits: torch.Tensor, charset: str, caption_charset: str, eos_token_id: int = 0) -> list[str]:
-    """Greedy text of `logits` `[N, L, C + 1]` (class i > 0 is `charset[i - 1]`), cut at the first `[E]` and adapted
-    to `caption_charset`."""
-    ids = logits.argmax(-1)
-    is_end = ids == eos_token_id
-    lengths = torch.where(is_end.any(-1), is_end.int().argmax(-1), ids.shape[1]).tolist()
-    return [
-        adapt_to_charset("".join(charset[index - 1] for index in row[:length]), caption_charset)
-        for row, length in zip(ids.tolist(), lengths)
-    ]
 
 
 # The ids CLIP text configs written before these fields were used carry (`eos_token_id == 2`): such a tower names no
@@ -97,13 +81,9 @@ def check_caption_tokenizer(tokenizer, text_config) -> None:
             )
 
 
-class CaptionIds:
+class CaptionIds(CachedCaptionIds):
     r"""
-    CLIP BPE ids of captions, remembered per text (a model reads the same words again and again).
-
-    One instance may serve several threads at once (a model shared by a web server's workers): a lock guards the
-    cache and the tokenizer (fast tokenizers must not be called from two threads at once), and each call builds its
-    rows from its own mapping, so a thread that empties the cache meanwhile cannot take ids from under another.
+    CLIP BPE ids of captions (see [`CachedCaptionIds`]), as torch tensors, with a transformers tokenizer.
 
     Args:
         tokenizer: a CLIP BPE tokenizer (e.g. `CLIPTokenizer`); `None` until the model is given one.
@@ -111,19 +91,14 @@ class CaptionIds:
     """
 
     def __init__(self, tokenizer=None, max_cached: int = MAX_CACHED_CAPTIONS):
+        super().__init__(max_cached)
         self.tokenizer = tokenizer
-        self.max_cached = max_cached
-        self._cache: dict[str, list[int]] = {}
-        self._lock = threading.Lock()
 
-    def __getstate__(self):  # a lock can be neither pickled nor deep-copied (copies of the model need both)
-        state = self.__dict__.copy()
-        del state["_lock"]
-        return state
+    def _encode(self, texts: list[str]) -> list[list[int]]:
+        return self.tokenizer(texts, add_special_tokens=True)["input_ids"]
 
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
+    def _end_id(self) -> int:
+        return self.tokenizer.eos_token_id
 
     def __call__(self, texts: list[str], context_length: int) -> torch.LongTensor:
         """Ids of `texts` as SPEC builds them: `[N, context_length]`, padded with 0."""
@@ -133,27 +108,7 @@ class CaptionIds:
                 "from a directory that has a `caption_tokenizer/` folder, or call "
                 "`model.set_caption_tokenizer(CLIPTokenizer.from_pretrained(...))`."
             )
-        ids_of = self._ids_of(list(dict.fromkeys(texts)))
-        rows = torch.zeros(len(texts), context_length, dtype=torch.long)
-        for index, text in enumerate(texts):
-            ids = ids_of[text]
-            if len(ids) > context_length:
-                ids = ids[: context_length - 1] + [self.tokenizer.eos_token_id]
-            rows[index, : len(ids)] = torch.tensor(ids)
-        return rows
-
-    def _ids_of(self, distinct: list[str]) -> dict[str, list[int]]:
-        """Full BPE ids (start and end tokens included, not cut) of each of `distinct`."""
-        with self._lock:
-            ids_of = {text: self._cache[text] for text in distinct if text in self._cache}
-            missing = [text for text in distinct if text not in ids_of]
-            if missing:
-                encoded = dict(zip(missing, self.tokenizer(missing, add_special_tokens=True)["input_ids"]))
-                if len(self._cache) + len(encoded) > self.max_cached:
-                    self._cache.clear()
-                self._cache.update(encoded)
-                ids_of.update(encoded)
-        return ids_of
+        return torch.from_numpy(self.rows(texts, context_length))
 
 
 def text_memory(tower: TextTower, input_ids: torch.LongTensor) -> torch.FloatTensor:
@@ -261,7 +216,6 @@ __all__ = [
     "CaptionState",
     "TextTower",
     "caption_state",
-    "caption_texts",
     "distinct_text_memory",
     "freeze_text_tower",
     "text_memory",

@@ -6,6 +6,8 @@ import copy
 
 from transformers import CLIPTextConfig, CLIPVisionConfig, PreTrainedConfig
 
+from .reading_clip4str import ReadingSizes
+
 
 # The 94 printable ASCII characters, in the order that fixes the token ids of every released checkpoint.
 CHARSET_94 = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
@@ -61,7 +63,7 @@ BENCHMARK_PROTOCOLS = ("pipeline", "reference")
 """The ways `training.evaluate_str` can score a model (its `--protocol`; see the README's Evaluate section)."""
 
 
-class CLIP4STRConfig(PreTrainedConfig):
+class CLIP4STRConfig(ReadingSizes, PreTrainedConfig):
     r"""
     Configuration of [`CLIP4STRForSceneTextRecognition`]. The defaults are CLIP4STR-B (CLIP ViT-B/16 towers) as
     released; [`CLIP4STRConfig.from_preset`] gives the other released shapes.
@@ -251,15 +253,6 @@ class CLIP4STRConfig(PreTrainedConfig):
         if self.input_size is not None:
             return tuple(self.input_size)
         return (self.vision_config.image_size, self.vision_config.image_size)
-
-    @property
-    def num_classes(self) -> int:
-        """Classes of the output heads: `[E]` and the charset (never `[B]` or `[P]`)."""
-        return len(self.charset) + 1
-
-    @property
-    def num_decoding_steps(self) -> int:
-        return self.max_label_length + 1
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "CLIP4STRConfig":

@@ -8,77 +8,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .attention_clip4str import CLIP4STRAttention
 from .configuration_clip4str import CLIP4STRConfig
+from .permutations_clip4str import block_diagonal, merge_masks
 
 # Per layer, the decoder's cross-attention keys and values of a memory, each `[B, heads, M, head_dim]`.
 MemoryKeyValues = list[tuple[torch.Tensor, torch.Tensor]]
-
-
-class CLIP4STRAttention(nn.Module):
-    """Multi-head attention whose keys and values can be projected once and reused (decoding steps, permutations)."""
-
-    def __init__(self, dim: int, num_heads: int, dropout: float):
-        super().__init__()
-        self.num_heads = num_heads
-        self.head_dim = dim // num_heads
-        self.dropout = dropout
-        self.q_proj = nn.Linear(dim, dim)
-        self.k_proj = nn.Linear(dim, dim)
-        self.v_proj = nn.Linear(dim, dim)
-        self.out_proj = nn.Linear(dim, dim)
-
-    def _split_heads(self, states: torch.Tensor) -> torch.Tensor:
-        batch, length, _ = states.shape
-        return states.view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
-
-    def project_key_value(self, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """`[B, S, D]` -> keys and values `[B, heads, S, head_dim]`."""
-        return self._split_heads(self.k_proj(states)), self._split_heads(self.v_proj(states))
-
-    def project_query(self, states: torch.Tensor) -> torch.Tensor:
-        """`[B, L, D]` -> queries `[B, heads, L, head_dim]`."""
-        return self._split_heads(self.q_proj(states))
-
-    def forward(
-        self,
-        hidden_states: torch.Tensor | None,
-        key_value: tuple[torch.Tensor, torch.Tensor],
-        attention_mask: torch.Tensor | None = None,
-        projected_query: torch.Tensor | None = None,
-        output_attentions: bool = False,
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """
-        Args:
-            hidden_states: queries `[B, Lq, D]` (may be None when `projected_query` is given).
-            key_value: from [`project_key_value`], `[B, heads, S, head_dim]` each.
-            attention_mask: additive float mask broadcastable to `[B, heads, Lq, S]`.
-            projected_query: the queries already through [`project_query`], `[B, heads, Lq, head_dim]`.
-            output_attentions: also return the attention weights (computed explicitly, since the fused kernel
-                does not expose them).
-
-        Returns:
-            `[B, Lq, D]`, and with `output_attentions` the weights `[B, heads, Lq, S]`.
-        """
-        query = projected_query if projected_query is not None else self.project_query(hidden_states)
-        batch, _, length, _ = query.shape
-        dim = self.num_heads * self.head_dim
-        key, value = key_value
-        if attention_mask is not None:
-            attention_mask = attention_mask.to(query.dtype)
-        dropout = self.dropout if self.training else 0.0
-        # An ONNX export takes the explicit form too: SDPA's export computes its scale at run time and scales and
-        # transposes the keys at every call, where a constant scale lets ONNX Runtime fold both into one matrix
-        # product (a decoding step re-reads the whole memory otherwise).
-        if output_attentions or torch.onnx.is_in_onnx_export():
-            scores = query @ key.transpose(-1, -2) / math.sqrt(self.head_dim)
-            if attention_mask is not None:
-                scores = scores + attention_mask
-            weights = scores.softmax(-1)
-            attended = F.dropout(weights, p=dropout, training=self.training) @ value
-        else:
-            attended = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, dropout_p=dropout)
-        output = self.out_proj(attended.transpose(1, 2).reshape(batch, length, dim))
-        return (output, weights) if output_attentions else output
 
 
 class CLIP4STRDecoderLayer(nn.Module):
@@ -223,6 +158,33 @@ class CLIP4STRDecoder(nn.Module):
     def logits(self, query: torch.Tensor) -> torch.Tensor:
         return self.head(self.norm(query))
 
+    def decode_step(self, content, query, extend, memory_key_values: MemoryKeyValues, first_query=None,
+                    output_attentions: bool = False):
+        """One left-to-right step, as `generate` runs it and the exported step graph traces it: the newest context
+        token's content `[B, 1, D]` joins the cached self-attention keys and values (`extend(layer, keys, values)`
+        returns all of them), and the queries `query` `[B, Q, D]` read. `first_query`: the first layer's
+        self-attention queries, already projected. Returns logits `[B, Q, C + 1]` and the per-layer cross-attention
+        weights (empty unless `output_attentions`)."""
+        last = len(self.layers) - 1
+        attentions = []
+        for index, layer in enumerate(self.layers):
+            content_normed = layer.norm_c(content)
+            self_key_value = extend(index, *layer.self_attn.project_key_value(content_normed))
+            memory = memory_key_values[index]
+            if index == 0 and first_query is not None:
+                new_query = layer.forward_stream(query, None, self_key_value, memory, self_query=first_query,
+                                                 output_attentions=output_attentions)
+            else:
+                new_query = layer.forward_stream(query, layer.norm_q(query), self_key_value, memory,
+                                                 output_attentions=output_attentions)
+            if output_attentions:
+                new_query, weights = new_query
+                attentions.append(weights)
+            if index != last:
+                content = layer.forward_stream(content, content_normed, self_key_value, memory)
+            query = new_query
+        return self.logits(query), attentions
+
     # --- the operations -----------------------------------------------------------------------------------------------
     def _memory_key_values(self, memory: torch.Tensor) -> MemoryKeyValues:
         return [layer.cross_attn.project_key_value(memory) for layer in self.layers]
@@ -277,8 +239,8 @@ class CLIP4STRDecoder(nn.Module):
             query = query.repeat(1, num_groups, 1)
             if content_per_group:
                 content = content.repeat(1, num_groups, 1)
-                query_mask = _block_diagonal(query_mask)
-                content_mask = _block_diagonal(content_mask) if content_mask is not None else None
+                query_mask = block_diagonal(query_mask)
+                content_mask = block_diagonal(content_mask) if content_mask is not None else None
                 pad = pad.repeat(1, 1, 1, num_groups) if pad is not None else None
             else:
                 query_mask = query_mask.reshape(num_groups * num_queries, length)
@@ -286,9 +248,9 @@ class CLIP4STRDecoder(nn.Module):
                 query_memory_mask = memory_mask.repeat_interleave(num_queries, dim=0)
                 if content_per_group:
                     content_memory_mask = memory_mask.repeat_interleave(length, dim=0)
-        query_mask = _merge_masks(query_mask, pad)
+        query_mask = merge_masks(query_mask, pad)
         # A single layer never updates the content stream, so its mask would go unused.
-        content_mask = _merge_masks(content_mask, pad) if len(self.layers) > 1 else None
+        content_mask = merge_masks(content_mask, pad) if len(self.layers) > 1 else None
 
         last = len(self.layers) - 1
         attentions = []
@@ -354,37 +316,23 @@ class CLIP4STRDecoder(nn.Module):
         first_queries = first.self_attn.project_query(first.norm_q(self.pos_queries[:, :num_steps]))
         step_logits, step_ids = [], []
         step_attentions = [[] for _ in self.layers]
-        last = len(self.layers) - 1
         for step in range(num_steps):
             content = self.embed_tokens(token)
             if step > 0:
                 content = content + self.pos_queries[:, step - 1 : step]
             query = self.pos_queries[:, step : step + 1].expand(batch, -1, -1)
-            for index, layer in enumerate(self.layers):
-                content_normed = layer.norm_c(content)
-                keys, values = layer.self_attn.project_key_value(content_normed)
+
+            def extend(index, keys, values, step=step):
                 key_cache, value_cache = cache[index]
                 key_cache[:, :, step : step + 1] = keys
                 value_cache[:, :, step : step + 1] = values
-                self_key_value = (key_cache[:, :, : step + 1], value_cache[:, :, : step + 1])
-                if index == 0:
-                    self_query = first_queries[:, :, step : step + 1].expand(batch, -1, -1, -1)
-                    new_query = layer.forward_stream(
-                        query, None, self_key_value, memory_key_values[index], self_query=self_query,
-                        output_attentions=output_attentions,
-                    )
-                else:
-                    new_query = layer.forward_stream(
-                        query, layer.norm_q(query), self_key_value, memory_key_values[index],
-                        output_attentions=output_attentions,
-                    )
-                if output_attentions:
-                    new_query, weights = new_query
-                    step_attentions[index].append(weights)
-                if index != last:
-                    content = layer.forward_stream(content, content_normed, self_key_value, memory_key_values[index])
-                query = new_query
-            logits = self.logits(query)
+                return key_cache[:, :, : step + 1], value_cache[:, :, : step + 1]
+
+            first_query = first_queries[:, :, step : step + 1].expand(batch, -1, -1, -1)
+            logits, attentions = self.decode_step(content, query, extend, memory_key_values, first_query,
+                                                  output_attentions)
+            for index, weights in enumerate(attentions):
+                step_attentions[index].append(weights)
             token = logits.argmax(-1)
             step_logits.append(logits)
             step_ids.append(token)
@@ -396,23 +344,6 @@ class CLIP4STRDecoder(nn.Module):
         if output_attentions:
             return logits, ids, tuple(torch.cat(weights, dim=2) for weights in step_attentions)
         return logits, ids
-
-
-def _block_diagonal(masks: torch.Tensor) -> torch.Tensor:
-    """`[K, A, B]` additive masks -> `[K*A, K*B]`, with everything outside the diagonal blocks hidden."""
-    groups, rows, cols = masks.shape
-    out = masks.new_full((groups, rows, groups, cols), float("-inf"))
-    index = torch.arange(groups, device=masks.device)
-    out[index, :, index, :] = masks
-    return out.view(groups * rows, groups * cols)
-
-
-def _merge_masks(mask: torch.Tensor | None, pad: torch.Tensor | None) -> torch.Tensor | None:
-    if mask is None:
-        return pad
-    if pad is None:
-        return mask
-    return mask + pad
 
 
 __all__ = ["CLIP4STRAttention", "CLIP4STRDecoderLayer", "CLIP4STRDecoder", "MemoryKeyValues"]

@@ -11,9 +11,10 @@ CLIP BPE caption). The tensor programs become graphs, each with a dynamic batch 
   all-positions pass of `decode_ar=False`: step 0 with every position's query);
 - `{visual,cross}_decoder_cloze`: the refinement pass over all positions.
 
-The loops and the caption step run in Python (`onnx_clip4str.py`). OUT_DIR also receives the processor files, the
-model's config, the caption tokenizer, `clip4str_onnx.json` (settings, graphs, their inputs and outputs, and the
-checks below), and copies of `onnx_clip4str.py` and `labels_clip4str.py`, so that the directory runs on its own.
+The loops and the caption step run in Python (`reading_clip4str.py`, over the sessions of `onnx_clip4str.py`).
+OUT_DIR also receives the processor files, the model's config, the caption tokenizer, `clip4str_onnx.json`
+(settings with the special ids, graphs, their inputs and outputs, and the checks below), and copies of
+`onnx_clip4str.py`, `reading_clip4str.py` and `labels_clip4str.py`, so that the directory runs on its own.
 
 Each graph is checked against PyTorch on export (on a batch size other than the traced one) and the largest
 difference is printed; then the whole `generate` (decode_ar true and false) against the PyTorch model's, on `--images`
@@ -44,13 +45,13 @@ from torch import nn
 
 from .caption_clip4str import TextTower, text_tower_from
 from .modeling_clip4str import CLIP4STRForSceneTextRecognition
-from .onnx_clip4str import (
+from .onnx_clip4str import CLIP4STROnnxModel
+from .onnx_description_clip4str import (
     CAPTION_ENCODER,
     CAPTION_TOKENIZER_FILE,
     DESCRIPTION_FILE,
     FORMAT_VERSION,
     IMAGE_ENCODER,
-    CLIP4STROnnxModel,
     cloze_graph,
     step_graph,
 )
@@ -64,7 +65,10 @@ CHECK_BATCH = 3
 # was exported wrongly.
 FP32_TOLERANCE = 1e-4
 # Files that let an exported directory run where this package is not installed.
-RUNTIME_FILES = ("onnx_clip4str.py", "labels_clip4str.py")
+RUNTIME_FILES = (
+    "onnx_clip4str.py", "onnx_description_clip4str.py", "onnx_processing_clip4str.py", "reading_clip4str.py",
+    "labels_clip4str.py",
+)
 
 
 def _stack(key_values) -> tuple[torch.Tensor, torch.Tensor]:
@@ -138,21 +142,15 @@ class DecoderStepGraph(nn.Module):
         shifted_queries = torch.cat([torch.zeros_like(decoder.pos_queries[:, :1]), decoder.pos_queries[:, :-1]], 1)
         content = decoder.embed_tokens(tokens) + shifted_queries.index_select(1, step)
         query = decoder.pos_queries.index_select(1, query_positions).expand(tokens.shape[0], -1, -1)
-        memory = _unstack(memory_keys, memory_values)
         present_keys, present_values = [], []
-        last = len(decoder.layers) - 1
-        for index, layer in enumerate(decoder.layers):
-            content_normed = layer.norm_c(content)
-            keys, values = layer.self_attn.project_key_value(content_normed)
-            keys = torch.cat([past_keys[index], keys], dim=2)
-            values = torch.cat([past_values[index], values], dim=2)
-            present_keys.append(keys)
-            present_values.append(values)
-            new_query = layer.forward_stream(query, layer.norm_q(query), (keys, values), memory[index])
-            if index != last:
-                content = layer.forward_stream(content, content_normed, (keys, values), memory[index])
-            query = new_query
-        return decoder.logits(query), torch.stack(present_keys), torch.stack(present_values)
+
+        def extend(index, keys, values):
+            present_keys.append(torch.cat([past_keys[index], keys], dim=2))
+            present_values.append(torch.cat([past_values[index], values], dim=2))
+            return present_keys[-1], present_values[-1]
+
+        logits, _ = decoder.decode_step(content, query, extend, _unstack(memory_keys, memory_values))
+        return logits, torch.stack(present_keys), torch.stack(present_values)
 
 
 class DecoderClozeGraph(nn.Module):
@@ -420,6 +418,9 @@ def settings_of(model) -> dict:
         "decoder_num_heads": config.decoder_num_heads,
         "decoder_head_dim": config.projection_dim // config.decoder_num_heads,
         "benchmark_protocol": config.benchmark_protocol,
+        "eos_token_id": config.eos_token_id,
+        "bos_token_id": config.bos_token_id,
+        "pad_token_id": config.pad_token_id,
     }
 
 

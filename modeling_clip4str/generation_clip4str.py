@@ -28,6 +28,8 @@ from dataclasses import dataclass
 
 from transformers import GenerationConfig
 
+from .reading_clip4str import check_max_positions
+
 # Generation settings that carry no decoding choice.
 _WITHOUT_EFFECT = {"use_cache", "synced_gpus", "attention_mask", "transformers_version", "_from_model_config"}
 _TOKEN_IDS = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id")
@@ -47,6 +49,15 @@ class ReadingRequest:
     max_positions: int | None = None
     output_scores: bool = False
     return_dict_in_generate: bool = False
+
+
+def align_generation_config(model) -> None:
+    """Give `model`'s generation config the model's special ids. `generate` is the model's own, but `Trainer` checks
+    the generation config's special ids against the character tokenizer, and a saved `generation_config.json` should
+    name the ids this model generates (directories saved by earlier versions carry the CLIP tower's)."""
+    if getattr(model, "generation_config", None) is not None:
+        for name in ("eos_token_id", "bos_token_id", "pad_token_id"):
+            setattr(model.generation_config, name, getattr(model.config, name))
 
 
 def _is_neutral(name: str, value, defaults: dict) -> bool:
@@ -93,9 +104,7 @@ def reading_request(kwargs: dict, config, return_dict_in_generate: bool) -> Read
         )
 
     lengths = [settings[name] for name in ("max_new_tokens", "max_length") if name in settings]
-    for length in lengths:
-        if isinstance(length, bool) or not isinstance(length, int) or length < 1:
-            raise ValueError(f"`max_new_tokens` / `max_length` must be a positive integer, got {length!r}.")
+    max_positions = check_max_positions(lengths)
     output_scores = bool(settings.get("output_scores") or settings.get("output_logits"))
     return_dict_in_generate = bool(return_dict_in_generate or settings.get("return_dict_in_generate"))
     if output_scores and not return_dict_in_generate:
@@ -103,10 +112,10 @@ def reading_request(kwargs: dict, config, return_dict_in_generate: bool) -> Read
             "`output_scores` / `output_logits` are returned in the dict output: pass `return_dict_in_generate=True`."
         )
     return ReadingRequest(
-        max_positions=min(lengths) if lengths else None,
+        max_positions=max_positions,
         output_scores=output_scores,
         return_dict_in_generate=return_dict_in_generate,
     )
 
 
-__all__ = ["ReadingRequest", "reading_request"]
+__all__ = ["ReadingRequest", "align_generation_config", "reading_request"]

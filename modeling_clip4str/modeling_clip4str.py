@@ -3,128 +3,34 @@
 from __future__ import annotations
 
 import os
-import threading
-from contextlib import contextmanager
-from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from transformers import CLIPTextModel, CLIPVisionModel, GenerationMixin, PreTrainedModel
 from transformers import initialization as init
-from transformers.utils import ModelOutput
 
-from .caption_clip4str import (
-    CaptionIds,
-    CaptionState,
-    TextTower,
-    caption_state,
-    caption_texts,
-    check_caption_tokenizer,
-    distinct_text_memory,
-    freeze_text_tower,
-    text_memory,
+from .backend_clip4str import (
+    TorchBackend,
+    attention_maps,
+    check_pixel_values,
+    permutation_reading,
+    towers_exposing_attentions,
 )
+from .caption_clip4str import CaptionIds, TextTower, check_caption_tokenizer, freeze_text_tower, text_memory
 from .configuration_clip4str import CLIP4STRConfig
-from .decoder_clip4str import CLIP4STRDecoder, MemoryKeyValues
-from .generation_clip4str import ReadingRequest, reading_request
-from .inputs_clip4str import check_decode_ar, check_pixel_values, check_refine_iters
-from .permutation_loss_clip4str import PermutedBatch, permutation_loss, permuted_batch
-from .permutations_clip4str import caption_memory_mask, cloze_mask, side_by_side_captions
+from .decoder_clip4str import CLIP4STRDecoder
+from .outputs_clip4str import CLIP4STRGenerateOutput, CLIP4STROutput
+from .generation_clip4str import align_generation_config, reading_request
+from .permutation_loss_clip4str import permutation_loss, permuted_batch
+from .reading_clip4str import ReadingLoop, check_image_size
 from .saving_clip4str import (
-    CAPTION_TOKENIZER_FOLDER,
     HUB_KWARGS,
-    load_caption_tokenizer,
+    attach_caption_tokenizer,
+    model_from_clip,
     name_pipeline_in_config,
     save_beside_weights,
     upload_directory,
 )
-
-
-# Held while a forward pass runs the CLIP towers with eager attention to return their weights.
-_ATTENTION_SWITCH = threading.Lock()
-
-
-@dataclass
-class CLIP4STROutput(ModelOutput):
-    """
-    Args:
-        loss (`torch.FloatTensor` of shape `()`, returned with `labels`):
-            Permuted-sequence loss of both branches: the sum over orders p of n_p * (CE_visual + w * CE_cross),
-            divided by the sum of n_p (n_p: targets of order p).
-        logits (`torch.FloatTensor` of shape `[B, positions, C + 1]`):
-            Cross-modal logits. With `labels`: those of the left-to-right order (teacher forced). Without: the final
-            logits of predict-and-refine, as [`~CLIP4STRForSceneTextRecognition.generate`] computes them.
-        visual_logits (`torch.FloatTensor` of shape `[B, positions, C + 1]`):
-            The visual branch's logits, likewise.
-        image_memory (`torch.FloatTensor` of shape `[B, 1 + patches, D]`):
-            Every ViT token after the final LayerNorm and the visual projection.
-        hidden_states (`tuple(torch.FloatTensor)`, returned with `output_hidden_states=True`):
-            The image tower's hidden states, `[B, 1 + patches, D_vision]`: its embeddings, then each layer's output.
-        attentions (`tuple(torch.FloatTensor)`, returned with `output_attentions=True`):
-            The image tower's self-attention weights per layer, `[B, heads, 1 + patches, 1 + patches]`.
-        text_hidden_states (`tuple(torch.FloatTensor)`, returned with `output_hidden_states=True`):
-            The text tower's hidden states, `[B, context_length, D_text]`, over the captions the final cross-modal
-            logits read (with `labels`: those of the left-to-right order).
-        text_attentions (`tuple(torch.FloatTensor)`, returned with `output_attentions=True`):
-            The text tower's self-attention weights per layer, `[B, heads, context_length, context_length]`.
-        visual_decoder_attentions (`tuple(torch.FloatTensor)`, returned with `output_attentions=True`):
-            Per visual-decoder layer, the cross-attention of each character position over the image memory,
-            `[B, heads, positions, 1 + patches]`, in the pass that gave `visual_logits`. See
-            [`~CLIP4STRForSceneTextRecognition.attention_maps`].
-        cross_decoder_attentions (`tuple(torch.FloatTensor)`, returned with `output_attentions=True`):
-            Per cross-modal decoder layer, the cross-attention of each character position over the image memory
-            followed by the caption memory, `[B, heads, positions, 1 + patches + context_length]`, in the pass that
-            gave `logits`.
-    """
-
-    loss: torch.FloatTensor | None = None
-    logits: torch.FloatTensor | None = None
-    visual_logits: torch.FloatTensor | None = None
-    image_memory: torch.FloatTensor | None = None
-    hidden_states: tuple[torch.FloatTensor, ...] | None = None
-    attentions: tuple[torch.FloatTensor, ...] | None = None
-    text_hidden_states: tuple[torch.FloatTensor, ...] | None = None
-    text_attentions: tuple[torch.FloatTensor, ...] | None = None
-    visual_decoder_attentions: tuple[torch.FloatTensor, ...] | None = None
-    cross_decoder_attentions: tuple[torch.FloatTensor, ...] | None = None
-
-
-@dataclass
-class CLIP4STRGenerateOutput(ModelOutput):
-    """
-    Args:
-        sequences (`torch.LongTensor` of shape `[B, positions]`):
-            Predicted character ids; every position after the first `[E]` holds `[P]`.
-        logits (`torch.FloatTensor` of shape `[B, positions, C + 1]`): the final cross-modal logits.
-        visual_logits (`torch.FloatTensor` of shape `[B, positions, C + 1]`): the visual branch's last logits.
-        char_confidences (`torch.FloatTensor` of shape `[B, positions]`):
-            Highest softmax probability at each position (the character's, or the `[E]`'s).
-        confidences (`torch.FloatTensor` of shape `[B]`):
-            Word confidence: the product of `char_confidences` up to and including the first `[E]`.
-        scores (`tuple(torch.FloatTensor)`, returned with `output_scores=True` or `output_logits=True`):
-            `logits` per position, a tuple of `[B, C + 1]` tensors, as transformers' `generate` returns them.
-    """
-
-    sequences: torch.LongTensor | None = None
-    logits: torch.FloatTensor | None = None
-    visual_logits: torch.FloatTensor | None = None
-    char_confidences: torch.FloatTensor | None = None
-    confidences: torch.FloatTensor | None = None
-    scores: tuple[torch.FloatTensor, ...] | None = None
-
-
-@dataclass
-class _Reading:
-    """What predict-and-refine computed: final cross-modal and visual logits `[B, positions, C + 1]`, the caption ids
-    `[B, context_length]` the final cross-modal pass read, and (when asked) each decoder's cross-attentions in the
-    pass that gave its logits."""
-
-    logits: torch.Tensor
-    visual_logits: torch.Tensor
-    caption_ids: torch.LongTensor
-    visual_attentions: tuple[torch.Tensor, ...] | None = None
-    cross_attentions: tuple[torch.Tensor, ...] | None = None
 
 
 class CLIP4STRPreTrainedModel(PreTrainedModel):
@@ -191,15 +97,8 @@ class CLIP4STRForSceneTextRecognition(CLIP4STRPreTrainedModel, GenerationMixin):
         self.post_init()
         if caption_tokenizer is not None:
             self.set_caption_tokenizer(caption_tokenizer)
-        self._align_generation_config()
+        align_generation_config(self)
         self.freeze_text_layers(config.num_frozen_text_layers)
-
-    def _align_generation_config(self) -> None:
-        # `generate` is this class's own, but `Trainer` checks the generation config's special ids against the
-        # character tokenizer, and a saved `generation_config.json` should name the ids this model generates.
-        if getattr(self, "generation_config", None) is not None:
-            for name in ("eos_token_id", "bos_token_id", "pad_token_id"):
-                setattr(self.generation_config, name, getattr(self.config, name))
 
     @property
     def caption_tokenizer(self):
@@ -229,7 +128,7 @@ class CLIP4STRForSceneTextRecognition(CLIP4STRPreTrainedModel, GenerationMixin):
 
     def caption_texts(self, logits: torch.Tensor) -> list[str]:
         """Captions of logits `[N, L, C + 1]`: greedy text cut at the first `[E]`, adapted to the caption charset."""
-        return caption_texts(logits, self.config.charset, self.config.caption_charset, self.config.eos_token_id)
+        return ReadingLoop(TorchBackend(self), self.config).caption_texts(logits)
 
     def tokenize_captions(self, texts: list[str]) -> torch.LongTensor:
         """CLIP BPE ids `[N, context_length]` of captions, as SPEC builds them (padded with id 0)."""
@@ -253,12 +152,7 @@ class CLIP4STRForSceneTextRecognition(CLIP4STRPreTrainedModel, GenerationMixin):
 
     def _encode_image(self, pixel_values, output_attentions: bool = False, output_hidden_states: bool = False):
         """Image memory `[B, 1 + patches, D]` and the image tower's output (hidden states and attentions if asked)."""
-        expected = self.config.image_input_size
-        if tuple(pixel_values.shape[-2:]) != expected:
-            raise ValueError(
-                f"This model reads {expected[0]}x{expected[1]} images (height x width), got `pixel_values` of "
-                f"{pixel_values.shape[-2]}x{pixel_values.shape[-1]}. Prepare them with the model's processor."
-            )
+        check_image_size(pixel_values.shape, self.config.image_input_size)
         dtype = self.visual_projection.weight.dtype
         tower = self.vision_model(
             pixel_values=pixel_values.to(dtype),
@@ -312,7 +206,7 @@ class CLIP4STRForSceneTextRecognition(CLIP4STRPreTrainedModel, GenerationMixin):
         output_hidden_states = (
             self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
         )
-        with self._towers_exposing_attentions(output_attentions):
+        with towers_exposing_attentions(self, output_attentions):
             return self._forward(pixel_values, labels, output_attentions, output_hidden_states, return_dict,
                                  num_items_in_batch)
 
@@ -323,19 +217,18 @@ class CLIP4STRForSceneTextRecognition(CLIP4STRPreTrainedModel, GenerationMixin):
             labels = labels.to(image_memory.device)
             _check_labels_have_characters(labels, self.config)
             batch = permuted_batch(labels, self.config, seeded=not self.training)
-            reading = self._permutation_logits(image_memory, batch, output_attentions)
+            reading = permutation_reading(self, image_memory, batch, output_attentions)
             loss = permutation_loss(
                 reading.visual_logits, reading.logits, batch.targets, self.config, num_items_in_batch
             )
             reading.visual_logits, reading.logits = reading.visual_logits[:, 0], reading.logits[:, 0]  # left to right
         else:
-            reading = self._predict(
-                image_memory, self.config.refine_iters, self.config.decode_ar, output_attentions=output_attentions
-            )
+            loop = ReadingLoop(TorchBackend(self, encoded=True), self.config)
+            reading = loop.predict(image_memory, self.config.refine_iters, self.config.decode_ar, output_attentions)
         text_tower = None
         if output_attentions or output_hidden_states:
             text_tower = self.text_model(
-                input_ids=reading.caption_ids,
+                input_ids=reading.captions.input_ids,
                 output_attentions=output_attentions,
                 output_hidden_states=output_hidden_states,
             )
@@ -353,133 +246,10 @@ class CLIP4STRForSceneTextRecognition(CLIP4STRPreTrainedModel, GenerationMixin):
         )
         return output if return_dict else output.to_tuple()
 
-    @contextmanager
-    def _towers_exposing_attentions(self, output_attentions: bool):
-        """Run the CLIP towers with eager attention for this call when attentions are asked for: fused kernels (SDPA,
-        flash) compute the same result but do not expose the weights."""
-        if not output_attentions:
-            yield
-            return
-        configs = [self.vision_model.config, self.text_model.config]
-        # Calls that switch are serialised, so that one cannot restore what another switched (a model shared by
-        # threads); calls that do not switch may run meanwhile, with eager attention's same result.
-        with _ATTENTION_SWITCH:
-            previous = [config._attn_implementation for config in configs]
-            for config in configs:
-                config._attn_implementation = "eager"
-            try:
-                yield
-            finally:
-                for config, implementation in zip(configs, previous):
-                    config._attn_implementation = implementation
-
     def attention_maps(self, decoder_attentions: tuple[torch.Tensor, ...], layer: int = -1) -> torch.FloatTensor:
-        """Where each character position looked in the image: a heat map over the patch grid per position.
-
-        Args:
-            decoder_attentions: `visual_decoder_attentions` or `cross_decoder_attentions` of a [`CLIP4STROutput`]
-                (from `model(pixel_values, output_attentions=True)`), per layer `[B, heads, positions, M]`.
-            layer: which decoder layer's attention to map (default the last).
-
-        Returns:
-            `torch.FloatTensor` `[B, positions, H_patches, W_patches]`: the attention of each position over the image
-            patches, averaged over heads; the class token's and the captions' shares are left out and each map is
-            rescaled to sum to 1 (a map shows where in the image the position looked, not how much it looked at the
-            image).
-        """
-        weights = decoder_attentions[layer].float().mean(1)  # [B, positions, M]
-        patch = self.config.vision_config.patch_size
-        height, width = (size // patch for size in self.config.image_input_size)
-        patches = weights[..., 1 : 1 + height * width]
-        patches = patches / patches.sum(-1, keepdim=True).clamp_min(torch.finfo(patches.dtype).tiny)
-        return patches.unflatten(-1, (height, width))
-
-    def _permutation_logits(self, image_memory, batch: PermutedBatch, output_attentions: bool = False) -> _Reading:
-        """Every order of `batch` through each decoder in one call (memory keys and values projected once per decoder,
-        the text tower run once per distinct caption). Returns visual and cross logits `[B, K, L, C + 1]`, the
-        left-to-right order's caption ids, and (if asked) that order's cross-attentions."""
-        masks = dict(query_mask=batch.query_masks, content_mask=batch.content_masks, padding_mask=batch.padding_mask)
-        num_orders = batch.num_orders
-        visual = self.visual_decoder(
-            batch.context, self.visual_decoder.memory_key_values(image_memory), output_attentions=output_attentions,
-            **masks,
-        )
-        visual_logits, visual_attentions = visual if output_attentions else (visual, None)
-        # Order k of sample b reads the caption of its own visual logits (row b * K + k), and the image memory
-        # detached: the cross-modal loss must not reach the image tower.
-        texts = self.caption_texts(visual_logits.detach().flatten(0, 1))
-        input_ids = self.tokenize_captions(texts).to(image_memory.device)
-        captions_kv = self.cross_decoder.memory_key_values(distinct_text_memory(self._text_tower, input_ids, texts))
-        memory_kv = self.cross_decoder.concat_key_values(
-            self.cross_decoder.memory_key_values(image_memory.detach()),
-            side_by_side_captions(captions_kv, num_orders),
-        )
-        memory_mask = caption_memory_mask(num_orders, image_memory.shape[1], input_ids.shape[1], input_ids.device)
-        cross = self.cross_decoder(
-            batch.context, memory_kv, memory_mask=memory_mask, output_attentions=output_attentions, **masks
-        )
-        cross_logits, cross_attentions = cross if output_attentions else (cross, None)
-        reading = _Reading(cross_logits, visual_logits, input_ids[::num_orders])
-        if output_attentions:
-            # The left-to-right order (k = 0) reads the image and the first caption slot of the memory.
-            seen = image_memory.shape[1] + input_ids.shape[1]
-            reading.visual_attentions = tuple(weights[:, :, 0] for weights in visual_attentions)
-            reading.cross_attentions = tuple(weights[:, :, 0, :, :seen] for weights in cross_attentions)
-        return reading
-
-    def _cross_memory(self, visual_logits, image_kv: MemoryKeyValues, previous: CaptionState | None = None):
-        """Cross-modal memory keys/values for the captions of `visual_logits`, and the caption state that lets a
-        later pass skip what did not change."""
-        texts = self.caption_texts(visual_logits)
-        input_ids = self.tokenize_captions(texts).to(visual_logits.device)
-        state = caption_state(self._text_tower, texts, input_ids, previous)
-        text_kv = self.cross_decoder.memory_key_values(state.memory)
-        return self.cross_decoder.concat_key_values(image_kv, text_kv), state
-
-    def _predict(self, image_memory, refine_iters: int, decode_ar: bool, output_attentions: bool = False) -> _Reading:
-        """Predict (visual), cross-check (cross-modal), refine."""
-        config = self.config
-        batch = image_memory.shape[0]
-        num_steps = config.num_decoding_steps
-        bos, eos = config.bos_token_id, config.eos_token_id
-        visual_kv = self.visual_decoder.memory_key_values(image_memory)
-        cross_image_kv = self.cross_decoder.memory_key_values(image_memory)
-        start = torch.full((batch, 1), bos, dtype=torch.long, device=image_memory.device)
-        # Attention weights are only kept from the pass that gives each branch's final logits.
-        last_visual = output_attentions and refine_iters == 0
-        last_cross = output_attentions and refine_iters == 0
-
-        if decode_ar:
-            visual = self.visual_decoder.decode_autoregressive(
-                visual_kv, num_steps, bos, eos, True, output_attentions=last_visual
-            )
-            visual_logits, visual_attentions = visual[0], (visual[2] if last_visual else None)
-        else:
-            visual = self.visual_decoder(start, visual_kv, num_queries=num_steps, output_attentions=last_visual)
-            visual_logits, visual_attentions = visual if last_visual else (visual, None)
-        cross_kv, captions = self._cross_memory(visual_logits, cross_image_kv)
-        length = visual_logits.shape[1]
-        if decode_ar:
-            # Its context is its own predictions. When refinement follows, what comes after every sequence's [E] is
-            # masked there, so the loop may stop once all have ended.
-            cross = self.cross_decoder.decode_autoregressive(
-                cross_kv, length, bos, eos, refine_iters > 0, output_attentions=last_cross
-            )
-            cross_logits, cross_attentions = cross[0], (cross[2] if last_cross else None)
-        else:
-            cross = self.cross_decoder(start, cross_kv, num_queries=length, output_attentions=last_cross)
-            cross_logits, cross_attentions = cross if last_cross else (cross, None)
-
-        if refine_iters > 0:
-            mask = cloze_mask(num_steps, device=image_memory.device)
-            for index in range(refine_iters):
-                last = output_attentions and index == refine_iters - 1
-                visual = _refine(self.visual_decoder, visual_logits, visual_kv, mask, start, eos, last)
-                visual_logits, visual_attentions = visual if last else (visual, visual_attentions)
-                cross_kv, captions = self._cross_memory(visual_logits, cross_image_kv, previous=captions)
-                cross = _refine(self.cross_decoder, cross_logits, cross_kv, mask, start, eos, last)
-                cross_logits, cross_attentions = cross if last else (cross, cross_attentions)
-        return _Reading(cross_logits, visual_logits, captions.input_ids, visual_attentions, cross_attentions)
+        """Where each character position looked in the image: `[B, positions, H_patches, W_patches]` heat maps of
+        `decoder_attentions` (from `model(pixel_values, output_attentions=True)`); see [`attention_maps`]."""
+        return attention_maps(self.config, decoder_attentions, layer)
 
     @torch.no_grad()
     def generate(
@@ -513,40 +283,18 @@ class CLIP4STRForSceneTextRecognition(CLIP4STRPreTrainedModel, GenerationMixin):
         """
         pixel_values = _generate_input(pixel_values, kwargs)
         request = reading_request(kwargs, self.config, return_dict_in_generate)
-        refine_iters = check_refine_iters(self.config.refine_iters if refine_iters is None else refine_iters)
-        decode_ar = check_decode_ar(self.config.decode_ar if decode_ar is None else decode_ar)
-
-        reading = self._predict(self.encode_image(pixel_values), refine_iters, decode_ar)
-        return _generate_output(reading, request, self.config)
+        output = ReadingLoop(TorchBackend(self), self.config).generate(
+            pixel_values, refine_iters, decode_ar, request.max_positions, request.return_dict_in_generate
+        )
+        if not request.return_dict_in_generate:
+            return output["sequences"]
+        scores = tuple(output["logits"].unbind(1)) if request.output_scores else None
+        return CLIP4STRGenerateOutput(**output, scores=scores)
 
     @classmethod
-    def from_clip(
-        cls, pretrained_model_name_or_path, caption_tokenizer=None, **config_overrides
-    ) -> "CLIP4STRForSceneTextRecognition":
-        """A new CLIP4STR (fresh decoders) on a Hugging Face CLIP checkpoint: both towers, both projections and its
-        BPE tokenizer, e.g. `from_clip("openai/clip-vit-base-patch16")` or a local `CLIPModel` directory.
-
-        `caption_tokenizer` replaces the checkpoint's tokenizer (for a CLIP saved without its tokenizer files; a
-        tokenizer that is not the text tower's is refused). `config_overrides` set [`CLIP4STRConfig`] fields
-        (`charset=`, `max_label_length=`, ...). Hub arguments (`revision`, `cache_dir`, `token`, `local_files_only`)
-        are passed on to the loaders.
-        """
-        from transformers import CLIPModel, CLIPTokenizer
-
-        hub_kwargs = {key: config_overrides.pop(key) for key in HUB_KWARGS if key in config_overrides}
-        clip = CLIPModel.from_pretrained(pretrained_model_name_or_path, **hub_kwargs)
-        config = CLIP4STRConfig(
-            vision_config=clip.config.vision_config.to_dict(),
-            text_config=clip.config.text_config.to_dict(),
-            projection_dim=clip.config.projection_dim,
-            **config_overrides,
-        )
-        if caption_tokenizer is None:
-            caption_tokenizer = CLIPTokenizer.from_pretrained(pretrained_model_name_or_path, **hub_kwargs)
-        model = cls(config, caption_tokenizer=caption_tokenizer)
-        for name in ("vision_model", "text_model", "visual_projection", "text_projection"):
-            getattr(model, name).load_state_dict(getattr(clip, name).state_dict())
-        return model
+    def from_clip(cls, pretrained_model_name_or_path, caption_tokenizer=None, **config_overrides):
+        """A new CLIP4STR (fresh decoders) on a Hugging Face CLIP checkpoint; see [`model_from_clip`]."""
+        return model_from_clip(cls, pretrained_model_name_or_path, caption_tokenizer, **config_overrides)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
@@ -555,17 +303,8 @@ class CLIP4STRForSceneTextRecognition(CLIP4STRPreTrainedModel, GenerationMixin):
         loaded = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
         model = loaded[0] if kwargs.get("output_loading_info") else loaded
         model.freeze_text_layers()  # loading replaces parameters, which resets `requires_grad`
-        model._align_generation_config()  # directories saved by earlier versions carry the CLIP tower's ids
-        if caption_tokenizer is not None:
-            model.set_caption_tokenizer(caption_tokenizer)
-        elif pretrained_model_name_or_path is not None:
-            saved = load_caption_tokenizer(pretrained_model_name_or_path, **hub_kwargs)
-            if saved is not None:
-                try:
-                    model.set_caption_tokenizer(saved)
-                except ValueError as error:
-                    folder = "/".join(filter(None, [str(pretrained_model_name_or_path), hub_kwargs.get("subfolder")]))
-                    raise ValueError(f"{folder}/{CAPTION_TOKENIZER_FOLDER} is broken: {error}") from error
+        align_generation_config(model)  # directories saved by earlier versions carry the CLIP tower's ids
+        attach_caption_tokenizer(model, pretrained_model_name_or_path, caption_tokenizer, hub_kwargs)
         return loaded
 
     def save_pretrained(self, save_directory, *args, push_to_hub: bool = False, **kwargs):
@@ -594,25 +333,6 @@ def _generate_input(pixel_values, kwargs: dict) -> torch.Tensor:
     return pixel_values
 
 
-def _generate_output(reading: _Reading, request: ReadingRequest, config) -> torch.LongTensor | CLIP4STRGenerateOutput:
-    """The ids of `reading` (or the dict output), cut to `request.max_positions` positions."""
-    logits, visual_logits = reading.logits, reading.visual_logits
-    if request.max_positions is not None:
-        logits, visual_logits = logits[:, : request.max_positions], visual_logits[:, : request.max_positions]
-    sequences = _sequences(logits, config.eos_token_id, config.pad_token_id)
-    if not request.return_dict_in_generate:
-        return sequences
-    char_confidences, confidences = _confidences(logits, config.eos_token_id)
-    return CLIP4STRGenerateOutput(
-        sequences=sequences,
-        logits=logits,
-        visual_logits=visual_logits,
-        char_confidences=char_confidences,
-        confidences=confidences,
-        scores=tuple(logits.unbind(1)) if request.output_scores else None,
-    )
-
-
 def _check_labels_have_characters(labels: torch.LongTensor, config) -> None:
     """Refuse a batch whose labels are all empty: no order of an empty word can be taught."""
     is_char = (labels > config.eos_token_id) & (labels < config.bos_token_id)
@@ -621,43 +341,6 @@ def _check_labels_have_characters(labels: torch.LongTensor, config) -> None:
             "Every label of this batch is empty (no character before `[E]`), so there is nothing to learn from it. "
             "Drop samples with empty labels before batching (the training data's label rule does)."
         )
-
-
-def _refine(decoder: CLIP4STRDecoder, logits, memory_kv, mask, start, eos: int, output_attentions: bool = False):
-    """One cloze pass over all positions with context `[B]` + argmax(logits) (positions from the first `[E]` on
-    hidden). Returns the logits, and with `output_attentions` also the cross-attentions."""
-    predicted = logits[:, :-1].argmax(-1)
-    length = predicted.shape[1]
-    if length < mask.shape[0] - 1:  # shorter left-to-right output (early stop): its tail is padding anyway
-        predicted = F.pad(predicted, (0, mask.shape[0] - 1 - length), value=eos)
-    context = torch.cat([start, predicted], dim=1)
-    padding_mask = (context == eos).cumsum(-1) > 0
-    return decoder(
-        context,
-        memory_kv,
-        num_queries=mask.shape[0],
-        query_mask=mask,
-        content_mask=mask,
-        padding_mask=padding_mask,
-        output_attentions=output_attentions,
-    )
-
-
-def _sequences(logits: torch.Tensor, eos: int, pad: int) -> torch.LongTensor:
-    """Greedy ids of `logits` `[B, T, C + 1]`, `[P]` after the first `[E]`."""
-    ids = logits.argmax(-1)
-    after_end = (ids == eos).cumsum(-1) - (ids == eos).int() > 0
-    return ids.masked_fill(after_end, pad)
-
-
-def _confidences(logits: torch.Tensor, eos: int):
-    """Per position the highest probability `[B, T]`, and per word their product up to and including the first
-    `[E]` `[B]`."""
-    char_confidences = logits.float().softmax(-1).amax(-1)
-    is_end = (logits.argmax(-1) == eos).int()
-    counted = (is_end.cumsum(-1) - is_end) == 0
-    confidences = char_confidences.masked_fill(~counted, 1.0).prod(-1)
-    return char_confidences, confidences
 
 
 __all__ = [

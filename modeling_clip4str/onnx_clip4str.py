@@ -1,13 +1,15 @@
 """CLIP4STR on ONNX Runtime: predict-and-refine over the graphs that `export_onnx` writes, without PyTorch.
 
 The graphs are the tensor programs (image encoder, caption encoder, each decoder's left-to-right step and its cloze
-pass); what lies between them runs here in numpy: the decoding loops, and the caption step, where the visual
-prediction becomes text (the label rule's [`adapt_to_charset`]) and CLIP BPE ids (the `tokenizers` library).
+pass). The reading loop that drives them is `reading_clip4str`'s, the PyTorch model's own; here are the sessions
+([`OnnxGraphs`]), the back-end the loop calls ([`OnnxBackend`]: decoding steps and the caption step in numpy, CLIP
+BPE ids with the `tokenizers` library), and loading.
 
 This module needs numpy, onnxruntime and tokenizers (and Pillow for [`CLIP4STROnnxProcessor`]). With torch at
 hand, `CLIP4STRProcessor.from_pretrained(OUT_DIR)` prepares the images and decodes the output as for the PyTorch
-model. An exported directory also carries a copy of this module and of `labels_clip4str.py`, so it runs where
-neither this package nor torch is installed:
+model. An exported directory also carries a copy of this module and of those it imports (`reading_clip4str.py`,
+`labels_clip4str.py`, `onnx_description_clip4str.py`, `onnx_processing_clip4str.py`), so it runs where neither this
+package nor torch is installed:
 
     import sys; sys.path.insert(0, "OUT_DIR")
     from onnx_clip4str import CLIP4STROnnxModel, CLIP4STROnnxProcessor
@@ -17,91 +19,29 @@ neither this package nor torch is installed:
 
 from __future__ import annotations
 
-import json
 import os
-import threading
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 
 try:
-    from .labels_clip4str import adapt_to_charset
+    from .onnx_description_clip4str import (
+        CAPTION_ENCODER, CAPTION_TOKENIZER_FILE, DESCRIPTION_FILE, GRAPH_NAMES, IMAGE_ENCODER, PRECISIONS,
+        CLIP4STROnnxConfig, cloze_graph, is_exported_directory, read_description, step_graph,
+    )
+    from .onnx_processing_clip4str import CLIP4STROnnxProcessor
+    from .reading_clip4str import (
+        MAX_CACHED_CAPTIONS, CachedCaptionIds, ReadingLoop, check_image_size, check_max_positions, check_pixel_array,
+    )
 except ImportError:  # the copy in an exported directory, imported as a top-level module (no package, no torch)
-    from labels_clip4str import adapt_to_charset
-
-DESCRIPTION_FILE = "clip4str_onnx.json"
-"""The JSON that describes an exported directory: settings, graphs (files, inputs, outputs) and their checks."""
-FORMAT_VERSION = 1
-PRECISIONS = ("fp32", "int8")
-BRANCHES = ("visual", "cross")
-IMAGE_ENCODER = "image_encoder"
-CAPTION_ENCODER = "caption_encoder"
-CAPTION_TOKENIZER_FILE = "caption_tokenizer/tokenizer.json"
-MAX_CACHED_CAPTIONS = 100_000
-
-
-def step_graph(branch: str) -> str:
-    """Name of a decoder's left-to-right step graph (`branch`: "visual" or "cross")."""
-    return f"{branch}_decoder_step"
-
-
-def cloze_graph(branch: str) -> str:
-    """Name of a decoder's cloze (refinement) graph."""
-    return f"{branch}_decoder_cloze"
-
-
-GRAPH_NAMES = (IMAGE_ENCODER, CAPTION_ENCODER) + tuple(
-    name(branch) for branch in BRANCHES for name in (step_graph, cloze_graph)
-)
-
-
-@dataclass(frozen=True)
-class CLIP4STROnnxConfig:
-    """What the decoding loops need of the model's configuration (the `settings` of [`DESCRIPTION_FILE`]).
-
-    The names are those of `CLIP4STRConfig`, so code that reads `model.config.charset` or `.max_label_length` works
-    on either model."""
-
-    charset: str
-    caption_charset: str
-    max_label_length: int
-    context_length: int
-    refine_iters: int
-    decode_ar: bool
-    image_input_size: tuple[int, int]
-    caption_eos_token_id: int
-    decoder_num_layers: int
-    decoder_num_heads: int
-    decoder_head_dim: int
-    benchmark_protocol: str = "pipeline"  # exports written before it was recorded: models trained here
-
-    @classmethod
-    def from_dict(cls, settings: dict) -> "CLIP4STROnnxConfig":
-        values = {field.name: settings[field.name] for field in fields(cls) if field.name in settings
-                  or field.default is MISSING}
-        values["image_input_size"] = tuple(values["image_input_size"])
-        return cls(**values)
-
-    @property
-    def eos_token_id(self) -> int:
-        return 0
-
-    @property
-    def bos_token_id(self) -> int:
-        return len(self.charset) + 1
-
-    @property
-    def pad_token_id(self) -> int:
-        return len(self.charset) + 2
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.charset) + 1
-
-    @property
-    def num_decoding_steps(self) -> int:
-        return self.max_label_length + 1
-
+    from onnx_description_clip4str import (
+        CAPTION_ENCODER, CAPTION_TOKENIZER_FILE, DESCRIPTION_FILE, GRAPH_NAMES, IMAGE_ENCODER, PRECISIONS,
+        CLIP4STROnnxConfig, cloze_graph, is_exported_directory, read_description, step_graph,
+    )
+    from onnx_processing_clip4str import CLIP4STROnnxProcessor
+    from reading_clip4str import (
+        MAX_CACHED_CAPTIONS, CachedCaptionIds, ReadingLoop, check_image_size, check_max_positions, check_pixel_array,
+    )
 
 @dataclass
 class CLIP4STROnnxGenerateOutput:
@@ -131,22 +71,14 @@ class CaptionMemory:
     values: np.ndarray
 
 
-class CaptionIds:
-    r"""
-    CLIP BPE ids of captions as SPEC builds them, with the `tokenizers` library: `<|startoftext|>` + BPE ids +
-    `<|endoftext|>`, cut to `context_length` (the last kept id becoming `<|endoftext|>`), padded with id 0.
-
-    Ids are remembered per text (a reader sees the same words again and again); a lock makes one instance safe to
-    share between threads.
-    """
+class CaptionIds(CachedCaptionIds):
+    """CLIP BPE ids of captions (see [`CachedCaptionIds`]), as numpy arrays, with the `tokenizers` library."""
 
     def __init__(self, tokenizer, context_length: int, eos_token_id: int, max_cached: int = MAX_CACHED_CAPTIONS):
+        super().__init__(max_cached)
         self.tokenizer = tokenizer
         self.context_length = context_length
         self.eos_token_id = eos_token_id
-        self.max_cached = max_cached
-        self._cache: dict[str, list[int]] = {}
-        self._lock = threading.Lock()
 
     @classmethod
     def from_file(cls, path: str, context_length: int, eos_token_id: int) -> "CaptionIds":
@@ -157,29 +89,15 @@ class CaptionIds:
         tokenizer.no_padding()  # and padded with 0, not with the tokenizer's pad token
         return cls(tokenizer, context_length, eos_token_id)
 
+    def _encode(self, texts: list[str]) -> list[list[int]]:
+        return [encoding.ids for encoding in self.tokenizer.encode_batch(texts, add_special_tokens=True)]
+
+    def _end_id(self) -> int:
+        return self.eos_token_id
+
     def __call__(self, texts: list[str]) -> np.ndarray:
         """`[N, context_length]` int64 ids of `texts`."""
-        ids_of = self._ids_of(list(dict.fromkeys(texts)))
-        rows = np.zeros((len(texts), self.context_length), dtype=np.int64)
-        for index, text in enumerate(texts):
-            ids = ids_of[text]
-            if len(ids) > self.context_length:
-                ids = ids[: self.context_length - 1] + [self.eos_token_id]
-            rows[index, : len(ids)] = ids
-        return rows
-
-    def _ids_of(self, distinct: list[str]) -> dict[str, list[int]]:
-        with self._lock:
-            ids_of = {text: self._cache[text] for text in distinct if text in self._cache}
-            missing = [text for text in distinct if text not in ids_of]
-            if missing:
-                encoded = self.tokenizer.encode_batch(missing, add_special_tokens=True)
-                encoded = {text: encoding.ids for text, encoding in zip(missing, encoded)}
-                if len(self._cache) + len(encoded) > self.max_cached:
-                    self._cache.clear()
-                self._cache.update(encoded)
-                ids_of.update(encoded)
-        return ids_of
+        return self.rows(texts, self.context_length)
 
 
 class OnnxGraphs:
@@ -214,31 +132,28 @@ class OnnxGraphs:
         return self.sessions[name].run(outputs, inputs)
 
 
-class OnnxCaptions:
-    """The caption step of the cross-modal branch: the visual prediction as text (the label rule's
-    [`adapt_to_charset`] against the caption charset), its CLIP BPE ids, and the `caption_encoder` graph's keys and
-    values of it."""
+class OnnxBackend:
+    """The reading loop's back-end (see `reading_clip4str`) over the sessions: each decoder left to right with cached
+    keys and values (its step graph), all positions at once (the step graph at step 0 with every query), refinement
+    (its cloze graph), and the caption step (CLIP BPE ids, the `caption_encoder` graph). A memory is the pair of keys
+    and values `[layers, B, heads, M, head_dim]`."""
 
     def __init__(self, graphs: OnnxGraphs, config: CLIP4STROnnxConfig, caption_ids: CaptionIds):
         self.graphs = graphs
         self.config = config
         self.caption_ids = caption_ids
 
-    def texts(self, logits: np.ndarray) -> list[str]:
-        """Greedy text of `logits` `[N, L, C + 1]` up to the first `[E]`, adapted to the caption charset."""
-        ids = logits.argmax(-1)
-        is_end = ids == self.config.eos_token_id
-        lengths = np.where(is_end.any(-1), is_end.argmax(-1), ids.shape[1])
-        charset, caption_charset = self.config.charset, self.config.caption_charset
-        return [
-            adapt_to_charset("".join(charset[index - 1] for index in row[:length]), caption_charset)
-            for row, length in zip(ids.tolist(), lengths.tolist())
-        ]
+    def image_memories(self, pixel_values):
+        names = ["visual_memory_keys", "visual_memory_values", "cross_memory_keys", "cross_memory_values"]
+        visual_keys, visual_values, image_keys, image_values = self.graphs(
+            IMAGE_ENCODER, names, pixel_values=pixel_values
+        )
+        return (visual_keys, visual_values), (image_keys, image_values)
 
-    def memory(self, visual_logits: np.ndarray, previous: CaptionMemory | None = None) -> CaptionMemory:
-        """The captions of `visual_logits` `[N, L, C + 1]` through the caption encoder. Given the captions of an
-        earlier pass over the same rows, only the rows whose ids changed are encoded again."""
-        input_ids = self.caption_ids(self.texts(visual_logits))
+    def captions(self, texts: list[str], previous: CaptionMemory | None = None) -> CaptionMemory:
+        """The captions through the caption encoder; given those of an earlier pass over the same rows, only the rows
+        whose ids changed are encoded again."""
+        input_ids = self.caption_ids(texts)
         outputs = ["memory_keys", "memory_values"]
         if previous is None:
             return CaptionMemory(input_ids, *self.graphs(CAPTION_ENCODER, outputs, input_ids=input_ids))
@@ -250,28 +165,18 @@ class OnnxCaptions:
         keys[:, changed], values[:, changed] = new_keys, new_values
         return CaptionMemory(input_ids, keys, values)
 
+    @staticmethod
+    def cross_memory(image_memory, captions: CaptionMemory):
+        return (
+            np.concatenate([image_memory[0], captions.keys], axis=3),
+            np.concatenate([image_memory[1], captions.values], axis=3),
+        )
 
-class OnnxDecoder:
-    """One decoder (`branch` "visual" or "cross") over its two graphs: left to right with cached keys and values (the
-    step graph), all positions at once (the step graph at step 0 with every query), and refinement (the cloze graph).
-
-    A memory is the pair of keys and values `[layers, B, heads, M, head_dim]`."""
-
-    def __init__(self, graphs: OnnxGraphs, config: CLIP4STROnnxConfig, branch: str):
-        self.graphs = graphs
-        self.config = config
-        self.branch = branch
-
-    def _empty_cache(self, batch: int):
-        config = self.config
-        shape = (config.decoder_num_layers, batch, config.decoder_num_heads, 0, config.decoder_head_dim)
-        return np.zeros(shape, dtype=np.float32), np.zeros(shape, dtype=np.float32)
-
-    def _step(self, tokens: np.ndarray, step: int, query_positions, past, memory):
+    def _step(self, branch: str, tokens: np.ndarray, step: int, query_positions, past, memory):
         """`tokens` `[B, 1]` enter the context at position `step`; the queries of `query_positions` read. Returns
         their logits `[B, Q, C + 1]` and the cache with this step's keys and values appended."""
         logits, keys, values = self.graphs(
-            step_graph(self.branch),
+            step_graph(branch),
             ["logits", "present_keys", "present_values"],
             tokens=tokens,
             step=np.array([step], dtype=np.int64),
@@ -283,51 +188,54 @@ class OnnxDecoder:
         )
         return logits, (keys, values)
 
-    def left_to_right(self, memory, num_steps: int, stop_when_finished: bool) -> np.ndarray:
-        """Greedy left to right over `num_steps` positions; step i reads `[B]` and the predictions of steps < i.
-        With `stop_when_finished` the loop ends once every word of the batch has predicted `[E]`.
-
-        Returns logits `[B, L, C + 1]`, L <= num_steps."""
+    def _start(self, memory):
+        config = self.config
         batch = memory[0].shape[1]
-        eos = self.config.eos_token_id
-        tokens = np.full((batch, 1), self.config.bos_token_id, dtype=np.int64)
-        past = self._empty_cache(batch)
-        finished = np.zeros(batch, dtype=bool)
+        shape = (config.decoder_num_layers, batch, config.decoder_num_heads, 0, config.decoder_head_dim)
+        empty = (np.zeros(shape, dtype=np.float32), np.zeros(shape, dtype=np.float32))
+        return np.full((batch, 1), config.bos_token_id, dtype=np.int64), empty
+
+    def left_to_right(self, branch: str, memory, num_steps: int, stop_when_finished: bool, attend: bool = False):
+        tokens, past = self._start(memory)
+        finished = np.zeros(len(tokens), dtype=bool)
         step_logits = []
         for step in range(num_steps):
-            logits, past = self._step(tokens, step, [step], past, memory)
+            logits, past = self._step(branch, tokens, step, [step], past, memory)
             tokens = logits.argmax(-1).astype(np.int64)
             step_logits.append(logits)
             if stop_when_finished and step + 1 < num_steps:
-                finished |= tokens[:, 0] == eos
+                finished |= tokens[:, 0] == self.config.eos_token_id
                 if finished.all():
                     break
-        return np.concatenate(step_logits, axis=1)
+        return np.concatenate(step_logits, axis=1), None
 
-    def all_at_once(self, memory, num_positions: int) -> np.ndarray:
-        """Every position read from the context `[B]` alone (`decode_ar=False`): logits `[B, num_positions, C + 1]`."""
-        batch = memory[0].shape[1]
-        tokens = np.full((batch, 1), self.config.bos_token_id, dtype=np.int64)
-        logits, _ = self._step(tokens, 0, np.arange(num_positions), self._empty_cache(batch), memory)
-        return logits
+    def all_at_once(self, branch: str, memory, num_positions: int, attend: bool = False):
+        tokens, past = self._start(memory)
+        return self._step(branch, tokens, 0, np.arange(num_positions), past, memory)[0], None
 
-    def refine(self, logits: np.ndarray, memory) -> np.ndarray:
-        """One cloze pass over all T positions, with context `[B]` + argmax(logits)[:, :-1], padded with `[E]` when
-        the left-to-right pass stopped early. Returns logits `[B, T, C + 1]`."""
-        config = self.config
-        predicted = logits[:, :-1].argmax(-1).astype(np.int64)
-        missing = config.num_decoding_steps - 1 - predicted.shape[1]
-        if missing > 0:
-            predicted = np.pad(predicted, ((0, 0), (0, missing)), constant_values=config.eos_token_id)
-        start = np.full((len(logits), 1), config.bos_token_id, dtype=np.int64)
-        (refined,) = self.graphs(
-            cloze_graph(self.branch),
-            ["logits"],
-            context=np.concatenate([start, predicted], axis=1),
-            memory_keys=memory[0],
-            memory_values=memory[1],
+    def cloze(self, branch: str, context: np.ndarray, memory, attend: bool = False):
+        (logits,) = self.graphs(
+            cloze_graph(branch), ["logits"], context=context, memory_keys=memory[0], memory_values=memory[1]
         )
-        return refined
+        return logits, None
+
+    @staticmethod
+    def argmax(logits: np.ndarray) -> np.ndarray:
+        return logits.argmax(-1).astype(np.int64)
+
+    @staticmethod
+    def max_probability(logits: np.ndarray) -> np.ndarray:
+        logits = logits.astype(np.float32)
+        # The largest probability is exp(0) / sum(exp(logits - max)).
+        return (1.0 / np.exp(logits - logits.max(-1, keepdims=True)).sum(-1)).astype(np.float32)
+
+    @staticmethod
+    def product(values: np.ndarray, counted: np.ndarray) -> np.ndarray:
+        return np.where(counted, values, np.float32(1.0)).prod(-1).astype(np.float32)
+
+    @staticmethod
+    def output_ids(ids: np.ndarray, like) -> np.ndarray:
+        return ids
 
 
 class CLIP4STROnnxModel:
@@ -349,9 +257,10 @@ class CLIP4STROnnxModel:
         self.graphs = graphs
         self.config = config
         self.precision = precision
-        self.captions = OnnxCaptions(graphs, config, caption_ids)
-        self.visual_decoder = OnnxDecoder(graphs, config, "visual")
-        self.cross_decoder = OnnxDecoder(graphs, config, "cross")
+        self.caption_ids = caption_ids
+        # `captions` also names the back-end for the caption step (`model.captions.caption_ids`), as it did before.
+        self.backend = self.captions = OnnxBackend(graphs, config, caption_ids)
+        self.loop = ReadingLoop(self.backend, config)
 
     @classmethod
     def from_pretrained(cls, directory, precision: str = "fp32", num_threads: int | None = None, providers=None,
@@ -387,242 +296,51 @@ class CLIP4STROnnxModel:
         refine_iters: int | None = None,
         decode_ar: bool | None = None,
         return_dict_in_generate: bool = False,
+        max_new_tokens: int | None = None,
     ) -> np.ndarray | CLIP4STROnnxGenerateOutput:
         r"""
-        Read the text of word images, as `CLIP4STRForSceneTextRecognition.generate` does: predict (visual branch),
-        cross-check (cross-modal branch), then `refine_iters` cloze passes of both.
+        Read the text of word images, as `CLIP4STRForSceneTextRecognition.generate` does (the same loop, see
+        `reading_clip4str`): predict (visual branch), cross-check (cross-modal branch), then `refine_iters` cloze
+        passes of both. Inputs are checked as the PyTorch model checks them, with the same messages.
 
         Args:
             pixel_values (`[B, 3, H, W]` float array or CPU tensor): from the model's processor.
-            refine_iters (`int`, *optional*): defaults to `config.refine_iters`.
+            refine_iters (`int`, *optional*): an integer >= 0; defaults to `config.refine_iters`.
             decode_ar (`bool`, *optional*): left-to-right (default `config.decode_ar`) or all positions at once.
             return_dict_in_generate (`bool`): return a [`CLIP4STROnnxGenerateOutput`] instead of the ids alone.
+            max_new_tokens (`int`, *optional*): cut the outputs to their first n positions.
 
         Returns:
             int64 array `[B, T]` of character ids (`[P]` after the first `[E]`), or [`CLIP4STROnnxGenerateOutput`].
             Decode them with `processor.batch_decode`.
         """
-        config = self.config
         pixel_values = self._check_pixel_values(pixel_values)
-        refine_iters = config.refine_iters if refine_iters is None else int(refine_iters)
-        decode_ar = config.decode_ar if decode_ar is None else bool(decode_ar)
-        if refine_iters < 0:
-            raise ValueError(f"refine_iters must be >= 0, got {refine_iters}.")
-
-        visual_keys, visual_values, image_keys, image_values = self.graphs(
-            IMAGE_ENCODER,
-            ["visual_memory_keys", "visual_memory_values", "cross_memory_keys", "cross_memory_values"],
-            pixel_values=pixel_values,
-        )
-        visual_memory = (visual_keys, visual_values)
-        num_steps = config.num_decoding_steps
-        if decode_ar:
-            visual_logits = self.visual_decoder.left_to_right(visual_memory, num_steps, stop_when_finished=True)
-        else:
-            visual_logits = self.visual_decoder.all_at_once(visual_memory, num_steps)
-        captions = self.captions.memory(visual_logits)
-        cross_memory = _concat_memory((image_keys, image_values), captions)
-        length = visual_logits.shape[1]  # the cross-modal branch runs as many steps as the visual one did
-        if decode_ar:
-            # What follows every word's [E] is masked in refinement, so the loop may stop once all have ended.
-            cross_logits = self.cross_decoder.left_to_right(cross_memory, length, refine_iters > 0)
-        else:
-            cross_logits = self.cross_decoder.all_at_once(cross_memory, length)
-
-        for _ in range(refine_iters):
-            visual_logits = self.visual_decoder.refine(visual_logits, visual_memory)
-            captions = self.captions.memory(visual_logits, previous=captions)
-            cross_memory = _concat_memory((image_keys, image_values), captions)
-            cross_logits = self.cross_decoder.refine(cross_logits, cross_memory)
-
-        sequences = greedy_sequences(cross_logits, config.eos_token_id, config.pad_token_id)
-        if not return_dict_in_generate:
-            return sequences
-        char_confidences, confidences = word_confidences(cross_logits, config.eos_token_id)
-        return CLIP4STROnnxGenerateOutput(
-            sequences=sequences,
-            logits=cross_logits,
-            visual_logits=visual_logits,
-            char_confidences=char_confidences,
-            confidences=confidences,
-        )
+        max_positions = check_max_positions([] if max_new_tokens is None else [max_new_tokens])
+        output = self.loop.generate(pixel_values, refine_iters, decode_ar, max_positions, return_dict_in_generate)
+        return CLIP4STROnnxGenerateOutput(**output) if return_dict_in_generate else output["sequences"]
 
     def _check_pixel_values(self, pixel_values) -> np.ndarray:
         try:
-            array = np.ascontiguousarray(np.asarray(pixel_values, dtype=np.float32))
+            array = np.asarray(pixel_values)
         except (TypeError, RuntimeError, ValueError) as error:
             raise TypeError(
                 f"`pixel_values` must be a float array (or a CPU tensor without gradients), got "
                 f"{type(pixel_values).__name__}: {error}"
             ) from error
-        expected = tuple(self.config.image_input_size)
-        if array.ndim != 4 or array.shape[1] != 3:
-            raise ValueError(f"`pixel_values` must have shape [B, 3, H, W], got {tuple(array.shape)}.")
-        if array.shape[0] == 0:
-            raise ValueError("`pixel_values` holds no images: the batch is empty.")
-        if tuple(array.shape[-2:]) != expected:
-            raise ValueError(
-                f"This model reads {expected[0]}x{expected[1]} images (height x width), got `pixel_values` of "
-                f"{array.shape[-2]}x{array.shape[-1]}. Prepare them with the model's processor."
-            )
-        return array
+
+        def not_finite():
+            mask = ~np.isfinite(array)
+            return int(mask.sum()), np.flatnonzero(mask.reshape(len(array), -1).any(1)).tolist()
+
+        is_floating = np.issubdtype(array.dtype, np.floating)
+        check_pixel_array(array.shape, getattr(pixel_values, "dtype", array.dtype), is_floating, not_finite)
+        check_image_size(array.shape, self.config.image_input_size)
+        return np.ascontiguousarray(array, dtype=np.float32)
 
 
-class CLIP4STROnnxProcessor:
-    r"""
-    What a process without torch needs around [`CLIP4STROnnxModel`]: word images to `pixel_values` and character ids
-    to text, as the model's `CLIP4STRProcessor` does them (which needs torch). Settings come from the exported
-    directory.
-
-    - `processor(images)`: PIL images (any mode, converted to RGB) or image files -> float32 `[B, 3, H, W]`: resized
-      straight to the model's size (no aspect ratio kept), scaled to [0, 1], normalised.
-    - `processor.batch_decode(sequences)`: the characters up to the first `[E]`; `[B]` and `[P]` skipped.
-
-    Args:
-        charset (`str`): the model's characters, in id order (id i is `charset[i - 1]`).
-        image_size (`tuple[int, int]`): (height, width).
-        resample (`int`): PIL resampling filter (3: bicubic).
-        rescale_factor (`float`), image_mean, image_std (`list[float]`): normalisation.
-    """
-
-    def __init__(self, charset: str, image_size, resample: int, rescale_factor: float, image_mean, image_std):
-        self.charset = charset
-        self.image_size = tuple(image_size)
-        self.resample = int(resample)
-        self.rescale_factor = float(rescale_factor)
-        self.image_mean = np.asarray(image_mean, dtype=np.float32)[:, None, None]
-        self.image_std = np.asarray(image_std, dtype=np.float32)[:, None, None]
-
-    @classmethod
-    def from_pretrained(cls, directory) -> "CLIP4STROnnxProcessor":
-        description = read_description(directory)
-        return cls(description["settings"]["charset"], **description["preprocessing"])
-
-    def __call__(self, images) -> np.ndarray:
-        images = images if isinstance(images, (list, tuple)) else [images]
-        if not images:
-            raise ValueError("No images were given: the batch is empty.")
-        height, width = self.image_size
-        arrays = []
-        for image in images:
-            image = self._rgb(image)
-            resized = np.asarray(image.resize((width, height), resample=self.resample)).transpose(2, 0, 1)
-            # The same arithmetic as transformers' image processing: rescale in float64, then normalise in float32.
-            scaled = (resized.astype(np.float64) * self.rescale_factor).astype(np.float32)
-            arrays.append((scaled - self.image_mean) / self.image_std)
-        return np.stack(arrays).astype(np.float32)
-
-    @staticmethod
-    def _rgb(image):
-        from PIL import Image
-
-        if isinstance(image, (str, os.PathLike)):
-            with Image.open(image) as opened:
-                opened.load()
-                image = opened.copy()
-        if not isinstance(image, Image.Image):
-            raise TypeError(
-                f"Pass PIL images or image files, got {type(image).__name__}; the model's own processor (which needs "
-                "torch) also reads arrays and tensors."
-            )
-        if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
-            raise ValueError(
-                f"Images of mode {image.mode!r} (16-bit or float) need scaling to 8 bits first; the model's own "
-                "processor does it."
-            )
-        if image.mode in ("LA", "La", "PA"):  # as the model's processor: alpha dropped, palette expanded
-            image = image.convert("RGBA")
-        return image if image.mode == "RGB" else image.convert("RGB")
-
-    def batch_decode(self, sequences) -> list[str]:
-        """Texts of `[B, T]` ids (or of a [`CLIP4STROnnxGenerateOutput`])."""
-        sequences = getattr(sequences, "sequences", sequences)
-        texts = []
-        for row in np.asarray(sequences).tolist():
-            characters = []
-            for index in row:
-                if index == 0:  # [E]
-                    break
-                if 1 <= index <= len(self.charset):
-                    characters.append(self.charset[index - 1])
-            texts.append("".join(characters))
-        return texts
-
-
-def _concat_memory(image_memory, captions: CaptionMemory):
-    """Cross-modal memory keys and values: the image's, then the captions', along the memory axis."""
-    return (
-        np.concatenate([image_memory[0], captions.keys], axis=3),
-        np.concatenate([image_memory[1], captions.values], axis=3),
-    )
-
-
-def greedy_sequences(logits: np.ndarray, eos: int, pad: int) -> np.ndarray:
-    """Greedy ids of `logits` `[B, T, C + 1]`, `[P]` after the first `[E]`."""
-    ids = logits.argmax(-1).astype(np.int64)
-    is_end = ids == eos
-    after_end = (np.cumsum(is_end, axis=-1) - is_end) > 0
-    return np.where(after_end, pad, ids)
-
-
-def word_confidences(logits: np.ndarray, eos: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per position the highest softmax probability `[B, T]`, and per word their product up to and including the
-    first `[E]` `[B]`."""
-    logits = logits.astype(np.float32)
-    # The largest probability is exp(0) / sum(exp(logits - max)).
-    char_confidences = 1.0 / np.exp(logits - logits.max(-1, keepdims=True)).sum(-1)
-    is_end = logits.argmax(-1) == eos
-    counted = (np.cumsum(is_end, axis=-1) - is_end) == 0
-    confidences = np.where(counted, char_confidences, np.float32(1.0)).prod(-1)
-    return char_confidences.astype(np.float32), confidences.astype(np.float32)
-
-
-def read_description(directory) -> dict:
-    """The [`DESCRIPTION_FILE`] of an exported directory, checked for a format this code reads."""
-    path = os.path.join(os.fspath(directory), DESCRIPTION_FILE)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"{directory} is not an exported CLIP4STR directory: it has no {DESCRIPTION_FILE}. Export one with "
-            "`python -m modeling_clip4str.export_onnx MODEL_DIR OUT_DIR`."
-        )
-    with open(path, encoding="utf-8") as handle:
-        description = json.load(handle)
-    if description.get("format_version") != FORMAT_VERSION:
-        raise ValueError(
-            f"{path} has format version {description.get('format_version')}; this code reads version "
-            f"{FORMAT_VERSION}. Export the model again with this version of `export_onnx`."
-        )
-    missing = [name for name in GRAPH_NAMES if name not in description.get("graphs", {})]
-    if missing:
-        raise ValueError(f"{path} does not describe the graphs {', '.join(missing)}; export the model again.")
-    return description
-
-
-def is_exported_directory(path) -> bool:
-    """Whether `path` is a directory written by `export_onnx` (for loaders that accept either kind of model)."""
-    return os.path.isfile(os.path.join(os.fspath(path), DESCRIPTION_FILE))
-
-
+# The description's names are imported here too, for code that took them from this module.
 __all__ = [
-    "BRANCHES",
-    "CAPTION_ENCODER",
-    "DESCRIPTION_FILE",
-    "GRAPH_NAMES",
-    "IMAGE_ENCODER",
-    "PRECISIONS",
-    "CaptionIds",
-    "CaptionMemory",
-    "CLIP4STROnnxConfig",
-    "CLIP4STROnnxGenerateOutput",
-    "CLIP4STROnnxModel",
-    "CLIP4STROnnxProcessor",
-    "OnnxCaptions",
-    "OnnxDecoder",
-    "OnnxGraphs",
-    "cloze_graph",
-    "greedy_sequences",
-    "is_exported_directory",
-    "read_description",
-    "step_graph",
-    "word_confidences",
+    "CaptionIds", "CaptionMemory", "CLIP4STROnnxConfig", "CLIP4STROnnxGenerateOutput", "CLIP4STROnnxModel",
+    "CLIP4STROnnxProcessor", "OnnxBackend", "OnnxGraphs", "is_exported_directory", "read_description",
+    "DESCRIPTION_FILE", "GRAPH_NAMES", "PRECISIONS",
 ]

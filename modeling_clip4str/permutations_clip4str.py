@@ -154,7 +154,27 @@ def _additive(hidden: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
     return torch.zeros(hidden.shape, dtype=dtype, device=hidden.device).masked_fill_(hidden, float("-inf"))
 
 
+def block_diagonal(masks: torch.Tensor) -> torch.Tensor:
+    """`[K, A, B]` additive masks -> `[K*A, K*B]`, with everything outside the diagonal blocks hidden."""
+    groups, rows, cols = masks.shape
+    out = masks.new_full((groups, rows, groups, cols), float("-inf"))
+    index = torch.arange(groups, device=masks.device)
+    out[index, :, index, :] = masks
+    return out.view(groups * rows, groups * cols)
+
+
+def merge_masks(mask: torch.Tensor | None, pad: torch.Tensor | None) -> torch.Tensor | None:
+    """The sum of two additive masks, either of which may be absent."""
+    if mask is None:
+        return pad
+    if pad is None:
+        return mask
+    return mask + pad
+
+
 __all__ = [
+    "block_diagonal",
+    "merge_masks",
     "num_orders",
     "sample_permutations",
     "permutation_masks",

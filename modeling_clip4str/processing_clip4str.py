@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from transformers import ProcessorMixin
 from transformers.image_processing_utils import BatchFeature
+
+from .reading_clip4str import counted_positions
 
 
 class CLIP4STRProcessor(ProcessorMixin):
@@ -95,8 +98,10 @@ class CLIP4STRProcessor(ProcessorMixin):
             A list of strings; with `return_confidences`, a dict with `texts`, `confidences` (word: the product of
             the character confidences and the `[E]` one) and `char_confidences` (one float per character).
         """
+        confidences = None
         if hasattr(sequences, "sequences"):
-            char_confidences = sequences.char_confidences if char_confidences is None else char_confidences
+            if char_confidences is None:
+                char_confidences, confidences = sequences.char_confidences, sequences.confidences
             sequences = sequences.sequences
         if isinstance(sequences, torch.Tensor):
             sequences = sequences.tolist()
@@ -110,15 +115,13 @@ class CLIP4STRProcessor(ProcessorMixin):
             )
         if isinstance(char_confidences, torch.Tensor):
             char_confidences = char_confidences.float().tolist()
-        per_char, per_word = [], []
-        for text, row, scores in zip(texts, sequences, char_confidences):
-            ended = self.tokenizer.eos_token_id in row
-            counted = len(text) + 1 if ended else len(text)
-            word = 1.0
-            for score in scores[:counted]:
-                word *= score
-            per_char.append(list(scores[: len(text)]))
-            per_word.append(word)
+        per_char = [list(scores[: len(text)]) for text, scores in zip(texts, char_confidences)]
+        if confidences is None:  # as generate computes them, from the per-position ones given
+            counted = counted_positions(np.asarray(sequences), self.tokenizer.eos_token_id)
+            confidences = np.where(counted, np.asarray(char_confidences, dtype=np.float64), 1.0).prod(-1)
+        if isinstance(confidences, torch.Tensor):
+            confidences = confidences.float().cpu().numpy()
+        per_word = [float(value) for value in np.asarray(confidences)]
         return {"texts": texts, "confidences": per_word, "char_confidences": per_char}
 
     def decode(self, sequence, **kwargs):

@@ -57,6 +57,22 @@ def load_caption_tokenizer(path, subfolder: str = "", **hub_kwargs):
         return None
 
 
+def attach_caption_tokenizer(model, path, caption_tokenizer=None, hub_kwargs=None) -> None:
+    """Give `model`, just loaded from `path`, `caption_tokenizer`, else the one saved in its `caption_tokenizer/`
+    folder; a saved one that is not the text tower's is refused, naming the folder."""
+    hub_kwargs = hub_kwargs or {}
+    if caption_tokenizer is not None:
+        model.set_caption_tokenizer(caption_tokenizer)
+    elif path is not None:
+        saved = load_caption_tokenizer(path, **hub_kwargs)
+        if saved is not None:
+            try:
+                model.set_caption_tokenizer(saved)
+            except ValueError as error:
+                folder = "/".join(filter(None, [str(path), hub_kwargs.get("subfolder")]))
+                raise ValueError(f"{folder}/{CAPTION_TOKENIZER_FOLDER} is broken: {error}") from error
+
+
 def upload_directory(save_directory, repo_id, commit_message=None, token=None, private=None) -> None:
     """Upload a whole saved directory, once everything (weights, caption tokenizer, code) is in it."""
     from huggingface_hub import create_repo, upload_folder
@@ -70,7 +86,39 @@ def upload_directory(save_directory, repo_id, commit_message=None, token=None, p
     )
 
 
+def model_from_clip(cls, pretrained_model_name_or_path, caption_tokenizer=None, **config_overrides):
+    """A new `cls` model (fresh decoders) on a Hugging Face CLIP checkpoint: both towers, both projections and its
+    BPE tokenizer, e.g. `from_clip("openai/clip-vit-base-patch16")` or a local `CLIPModel` directory.
+
+    `caption_tokenizer` replaces the checkpoint's tokenizer (for a CLIP saved without its tokenizer files; a
+    tokenizer that is not the text tower's is refused). `config_overrides` set [`CLIP4STRConfig`] fields
+    (`charset=`, `max_label_length=`, ...). Hub arguments (`revision`, `cache_dir`, `token`, `local_files_only`)
+    are passed on to the loaders.
+    """
+    from transformers import CLIPModel, CLIPTokenizer
+
+    from .configuration_clip4str import CLIP4STRConfig
+
+    hub_kwargs = {key: config_overrides.pop(key) for key in HUB_KWARGS if key in config_overrides}
+    clip = CLIPModel.from_pretrained(pretrained_model_name_or_path, **hub_kwargs)
+    config = CLIP4STRConfig(
+        vision_config=clip.config.vision_config.to_dict(),
+        text_config=clip.config.text_config.to_dict(),
+        projection_dim=clip.config.projection_dim,
+        **config_overrides,
+    )
+    if caption_tokenizer is None:
+        caption_tokenizer = CLIPTokenizer.from_pretrained(pretrained_model_name_or_path, **hub_kwargs)
+    model = cls(config, caption_tokenizer=caption_tokenizer)
+    for name in ("vision_model", "text_model", "visual_projection", "text_projection"):
+        getattr(model, name).load_state_dict(getattr(clip, name).state_dict())
+    return model
+
+
+
 __all__ = [
+    "attach_caption_tokenizer",
+    "model_from_clip",
     "CAPTION_TOKENIZER_FOLDER",
     "CUSTOM_PIPELINES",
     "HUB_KWARGS",

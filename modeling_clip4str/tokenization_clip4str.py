@@ -12,6 +12,7 @@ from transformers import PreTrainedTokenizer
 
 from .configuration_clip4str import CHARSET_94
 from .labels_clip4str import adapt_to_charset
+from .reading_clip4str import texts_of_ids
 
 
 VOCAB_FILES_NAMES = {"vocab_file": "vocab.json"}
@@ -106,15 +107,7 @@ class CLIP4STRTokenizer(PreTrainedTokenizer):
     # --- what CLIP4STR needs --------------------------------------------------------------------------------------
     def ids_to_text(self, token_ids: Iterable[int]) -> str:
         """The characters up to the first `[E]`; `[B]` and `[P]` are skipped."""
-        characters = []
-        charset_size = len(self.charset)
-        for index in token_ids:
-            index = int(index)
-            if index == self.eos_token_id:
-                break
-            if 1 <= index <= charset_size:
-                characters.append(self._itos[index])
-        return "".join(characters)
+        return texts_of_ids([[int(index) for index in token_ids]], self.charset, self.eos_token_id)[0]
 
     def unknown_characters(self, label: str) -> str:
         """The characters of `label` in NFC (in order of first appearance) that the charset lacks."""
