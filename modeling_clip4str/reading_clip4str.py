@@ -22,6 +22,7 @@ if __package__:
 else:  # the copy in an exported ONNX directory, imported as a top-level module (no package, no torch)
     adapt_to_charset = importlib.import_module("labels_clip4str").adapt_to_charset
 
+
 class ReadingBackend(Protocol):
     """What the loop needs of a back-end. `branch` is "visual" or "cross"; a memory is whatever the back-end's
     decoders read (cross-attention keys and values); `attend` asks a decoder call for its cross-attention weights,
