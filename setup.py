@@ -27,8 +27,8 @@ TRAINING = [
     "wordfreq>=3.0",  # English and Vietnamese word-frequency lists: the realistic style's real words
     "tensorboard>=2.14",  # --report_to tensorboard (transformers' callback writes through torch.utils.tensorboard)
 ]
-# Export to ONNX and read without torch (modeling_clip4str.export_onnx, onnx_clip4str); tested with onnx 1.23 and
-# onnxruntime 1.32. Exporting uses torch's TorchScript-based exporter, so `onnxscript` is not needed.
+# Export to ONNX and read without torch (the clip4str_onnx package: export_onnx, onnx_clip4str); tested with onnx
+# 1.23 and onnxruntime 1.32. Exporting uses torch's TorchScript-based exporter, so `onnxscript` is not needed.
 ONNX = ["onnx>=1.16", "onnxruntime>=1.18"]
 # benchmarks/bench_real.py only: PP-OCRv6 small, the recogniser bundled in the rapidocr wheel (tested with 3.10), as
 # the comparison on real word crops. rapidocr leaves the runtime to the user, hence onnxruntime; it reads images with
@@ -44,8 +44,12 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=find_packages(include=["modeling_clip4str", "modeling_clip4str.*", "training", "training.*"]),
-    package_data={"training": ["metrics/*/*.py"]},
+    packages=find_packages(
+        include=[
+            "modeling_clip4str", "modeling_clip4str.*", "clip4str_onnx", "clip4str_onnx.*", "training", "training.*",
+        ]
+    ),
+    package_data={"training": ["evaluation/metrics/*/*.py"]},
     install_requires=CORE,
     extras_require={"training": TRAINING, "onnx": ONNX, "bench": BENCH, "dev": TRAINING + ONNX + DEV},
     classifiers=[

@@ -22,8 +22,8 @@ import torch
 
 from common import build_model, describe_machine, force_length, interleaved_medians
 from modeling_clip4str import CLIP4STRProcessor
-from modeling_clip4str.export_onnx import export
-from modeling_clip4str.onnx_clip4str import CLIP4STROnnxModel
+from clip4str_onnx.export_onnx import export
+from clip4str_onnx.onnx_clip4str import CLIP4STROnnxModel
 
 LENGTHS = {"short": 5, "full": None}
 REFINE_ITERS = 1

@@ -13,7 +13,7 @@ on the crop alone: no detection, no orientation classifier (`pip install -e ".[b
 
 Scoring is the 36-character protocol of `training/evaluate_str.py`, every label length counted: labels cleaned by the
 same label rule (whitespace removed, folded to ASCII, characters outside the 36 removed, no length limit), predictions
-given the same Unicode step, and compared by `training.protocol.STRScoreAccumulator`. A label that is empty under the
+given the same Unicode step, and compared by `training.evaluation.protocol.STRScoreAccumulator`. A label that is empty under the
 protocol cannot be scored and is counted as skipped.
 
 Speed: one thread for torch and for ONNX Runtime (`--threads`), one crop at a time, from the decoded RGB image to
@@ -39,8 +39,8 @@ from common import describe_machine  # noqa: E402
 
 from modeling_clip4str.labels_clip4str import LabelCleaner  # noqa: E402
 from training.data import SKIP_REASONS, EvaluationDataset, STRExampleFilter  # noqa: E402
-from training.protocol import CHARSET_36, STRScoreAccumulator  # noqa: E402
-from training.real_data import VALIDATION_RULE, load_real_splits, shared_real_sources  # noqa: E402
+from training.evaluation.protocol import CHARSET_36, STRScoreAccumulator  # noqa: E402
+from training.data.real import VALIDATION_RULE, load_real_splits, shared_real_sources  # noqa: E402
 
 PPOCR_NAME = "PP-OCRv6 small (rapidocr)"
 PPOCR_MODEL_FILE = "PP-OCRv6_rec_small.onnx"
@@ -50,7 +50,7 @@ class CLIP4STRReader:
     """One of our models reading one crop: processor, `generate`, `batch_decode`."""
 
     def __init__(self, name: str, directory: str):
-        from training.loading import load_model_and_processor
+        from training.evaluation.loading import load_model_and_processor
 
         self.name, self.directory = name, directory
         self.model, self.processor = load_model_and_processor(directory)

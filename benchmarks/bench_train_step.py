@@ -19,7 +19,7 @@ import torch
 
 from common import build_model, describe_machine, median_seconds
 from modeling_clip4str import CLIP4STRProcessor
-from modeling_clip4str.permutation_loss_clip4str import permutation_loss, permuted_batch
+from modeling_clip4str.loss_clip4str import permutation_loss, permuted_batch
 
 
 def random_labels(count: int, seed: int = 0) -> list[str]:

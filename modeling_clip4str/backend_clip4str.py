@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from .caption_clip4str import CaptionState, caption_state, distinct_text_memory
-from .permutation_loss_clip4str import PermutedBatch
+from .loss_clip4str import PermutedBatch
 from .permutations_clip4str import caption_memory_mask, cloze_mask, side_by_side_captions
 from .reading_clip4str import Reading, check_pixel_array
 

@@ -21,7 +21,7 @@ from .configuration_clip4str import CLIP4STRConfig
 from .decoder_clip4str import CLIP4STRDecoder
 from .outputs_clip4str import CLIP4STRGenerateOutput, CLIP4STROutput
 from .generation_clip4str import align_generation_config, reading_request
-from .permutation_loss_clip4str import permutation_loss, permuted_batch
+from .loss_clip4str import permutation_loss, permuted_batch
 from .reading_clip4str import ReadingLoop, check_image_size
 from .saving_clip4str import (
     HUB_KWARGS,
@@ -43,7 +43,7 @@ class CLIP4STRPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _no_split_modules = ["CLIPEncoderLayer", "CLIP4STRDecoder"]
     # `forward` divides the loss by `num_items_in_batch` when given, so the Trainer must neither divide it again by
-    # the accumulation steps nor skip counting (see `permutation_loss_clip4str.num_loss_targets`).
+    # the accumulation steps nor skip counting (see `loss_clip4str.num_loss_targets`).
     accepts_loss_kwargs = True
 
     def _init_weights(self, module):

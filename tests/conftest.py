@@ -71,7 +71,7 @@ def reference_cases():
 @pytest.fixture(scope="session")
 def converted_reference(tmp_path_factory):
     """The reference checkpoint converted and saved once per session: (directory, model, processor)."""
-    from modeling_clip4str.convert_original_checkpoint import convert
+    from modeling_clip4str.convert_clip4str_original_to_hf import convert
 
     out = tmp_path_factory.mktemp("converted") / "reference-tiny"
     model, processor = convert(str(REFERENCE / "reference.ckpt"), str(out), clip_tokenizer=str(CLIP_TOKENIZER))

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
-from training.augment import OPERATIONS, RandAugmentSTR, pil_to_tensor, tensor_to_pil
+from training.train.augment import OPERATIONS, RandAugmentSTR, pil_to_tensor, tensor_to_pil
 
 
 def word_crop(size=(128, 32)) -> Image.Image:

@@ -15,11 +15,12 @@ import torch
 from conftest import CLIP_TOKENIZER, REFERENCE, SHARED, png_bytes_of, word_image, write_lmdb
 from modeling_clip4str import CLIP4STRImageProcessor
 from modeling_clip4str.image_processing_clip4str import NORMALIZATIONS
-from training.benchmark_protocols import PROTOCOLS, captions_for, processor_for, resolve_protocol
+from training.evaluation.benchmark_protocols import PROTOCOLS, captions_for, processor_for, resolve_protocol
 from training.data import LmdbDataset
-from training.evaluate_str import evaluate_model, format_results_table
-from training.loading import load_model_and_processor
-from training.protocol import evaluation_charset
+from training.evaluation.benchmark import evaluate_model
+from training.evaluation.results import format_results_table
+from training.evaluation.loading import load_model_and_processor
+from training.evaluation.protocol import evaluation_charset
 
 PROTOCOL_FIXTURE = SHARED / "fixtures" / "reference-protocol" / "reference-tiny-train.json"
 REAL = SHARED / "data" / "real"
@@ -149,7 +150,7 @@ def test_named_normalizations_of_the_image_processor(tmp_path):
 def test_the_converter_records_its_normalization_and_protocol(converted_reference, tmp_path):
     from transformers import AutoProcessor
 
-    from modeling_clip4str.convert_original_checkpoint import main
+    from modeling_clip4str.convert_clip4str_original_to_hf import main
 
     directory, model, _ = converted_reference
     assert model.config.benchmark_protocol == "reference"

@@ -18,7 +18,7 @@ from transformers import Trainer, TrainingArguments, default_data_collator
 from transformers.trainer_utils import get_last_checkpoint
 
 from conftest import kill_when_file_appears
-from training.checkpoints import (
+from training.train.checkpoints import (
     BrokenCheckpointError,
     DataStateCallback,
     ResumableCheckpointsMixin,
@@ -57,7 +57,7 @@ class StreamOfExamples(torch.utils.data.IterableDataset):
 
 
 class OneCycleTrainer(ResumableCheckpointsMixin, Trainer):
-    """The one-cycle schedule of training/trainer.py (one max_lr per group, no momentum cycling)."""
+    """The one-cycle schedule of training/train/trainer.py (one max_lr per group, no momentum cycling)."""
 
     def create_scheduler(self, num_training_steps, optimizer=None):
         if self.lr_scheduler is None:

@@ -24,7 +24,7 @@ def test_command_line_writes_a_loadable_directory(tmp_path, reference_cases):
 
     out = tmp_path / "converted"
     result = subprocess.run(
-        [sys.executable, "-m", "modeling_clip4str.convert_original_checkpoint", str(REFERENCE / "reference.ckpt"),
+        [sys.executable, "-m", "modeling_clip4str.convert_clip4str_original_to_hf", str(REFERENCE / "reference.ckpt"),
          str(out), "--clip-tokenizer", str(CLIP_TOKENIZER)],
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )
@@ -38,7 +38,7 @@ def test_command_line_writes_a_loadable_directory(tmp_path, reference_cases):
 
 
 def test_unsafe_pickle_is_refused_unless_allowed(tmp_path, reference_checkpoint):
-    from modeling_clip4str.convert_original_checkpoint import ConversionError, load_checkpoint
+    from modeling_clip4str.convert_clip4str_original_to_hf import ConversionError, load_checkpoint
 
     path = tmp_path / "pickled.ckpt"
     torch.save({"state_dict": reference_checkpoint["state_dict"],
@@ -49,7 +49,7 @@ def test_unsafe_pickle_is_refused_unless_allowed(tmp_path, reference_checkpoint)
     assert "visual_decoder.head.weight" in state_dict
 
     result = subprocess.run(
-        [sys.executable, "-m", "modeling_clip4str.convert_original_checkpoint", str(path), str(tmp_path / "out"),
+        [sys.executable, "-m", "modeling_clip4str.convert_clip4str_original_to_hf", str(path), str(tmp_path / "out"),
          "--clip-tokenizer", str(CLIP_TOKENIZER)],
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )
@@ -57,7 +57,7 @@ def test_unsafe_pickle_is_refused_unless_allowed(tmp_path, reference_checkpoint)
 
 
 def _convert(tmp_path, state_dict, **overrides):
-    from modeling_clip4str.convert_original_checkpoint import convert
+    from modeling_clip4str.convert_clip4str_original_to_hf import convert
 
     path = tmp_path / "edited.pt"
     torch.save(state_dict, path)
@@ -65,7 +65,7 @@ def _convert(tmp_path, state_dict, **overrides):
 
 
 def test_missing_key_is_named(tmp_path, reference_checkpoint):
-    from modeling_clip4str.convert_original_checkpoint import ConversionError
+    from modeling_clip4str.convert_clip4str_original_to_hf import ConversionError
 
     state_dict = dict(reference_checkpoint["state_dict"])
     del state_dict["cross_decoder.norm.bias"]
@@ -74,7 +74,7 @@ def test_missing_key_is_named(tmp_path, reference_checkpoint):
 
 
 def test_unexpected_key_is_named(tmp_path, reference_checkpoint):
-    from modeling_clip4str.convert_original_checkpoint import ConversionError
+    from modeling_clip4str.convert_clip4str_original_to_hf import ConversionError
 
     state_dict = dict(reference_checkpoint["state_dict"])
     state_dict["clip_model.visual.extra_head.weight"] = torch.zeros(3)
@@ -83,7 +83,7 @@ def test_unexpected_key_is_named(tmp_path, reference_checkpoint):
 
 
 def test_misshaped_key_is_named(tmp_path, reference_checkpoint):
-    from modeling_clip4str.convert_original_checkpoint import ConversionError
+    from modeling_clip4str.convert_clip4str_original_to_hf import ConversionError
 
     state_dict = dict(reference_checkpoint["state_dict"])
     state_dict["cross_decoder.norm.weight"] = torch.ones(65)
@@ -92,7 +92,7 @@ def test_misshaped_key_is_named(tmp_path, reference_checkpoint):
 
 
 def test_wrong_charset_is_explained(tmp_path, reference_checkpoint):
-    from modeling_clip4str.convert_original_checkpoint import ConversionError
+    from modeling_clip4str.convert_clip4str_original_to_hf import ConversionError
 
     with pytest.raises(ConversionError, match="charset"):
         _convert(tmp_path, dict(reference_checkpoint["state_dict"]), charset="abc")

@@ -153,9 +153,9 @@ def test_removed_characters_are_counted_per_kept_label():
 
 def test_one_list_of_skip_reasons():
     assert set(REASONS) - {"kept"} <= set(SKIP_REASONS)  # every reason of the label rule has its words
-    from training import evaluate_str
+    from training.evaluation import results
 
-    assert evaluate_str.SKIP_REASONS is SKIP_REASONS
+    assert results.SKIP_REASONS is SKIP_REASONS
 
 
 # --- LMDB -------------------------------------------------------------------------------------------------------------

@@ -266,7 +266,7 @@ def test_model_copies_keep_a_working_caption_cache(caption_tokenizer):
 
 
 def test_only_the_first_two_orders_learn_the_end_token():
-    from modeling_clip4str.permutation_loss_clip4str import order_targets
+    from modeling_clip4str.loss_clip4str import order_targets
 
     target = torch.tensor([[3, 4, 0, 9], [5, 0, 9, 9]])  # [E] = 0, [P] = 9
     targets = order_targets(target, num_orders=4, eos_token_id=0, pad_token_id=9)
@@ -281,7 +281,7 @@ def test_loss_weighs_each_order_by_its_number_of_targets():
     """SPEC: sum_p n_p * (CE_visual_p + w * CE_cross_p) / sum_p n_p, CE_p the mean over the targets of order p."""
     from types import SimpleNamespace
 
-    from modeling_clip4str.permutation_loss_clip4str import order_targets, permutation_loss
+    from modeling_clip4str.loss_clip4str import order_targets, permutation_loss
 
     config = SimpleNamespace(pad_token_id=9, eos_token_id=0, cross_loss_weight=0.5)
     torch.manual_seed(3)

@@ -1,4 +1,4 @@
-"""Real word crops in the demo (`training/real_data.py`, `training/demo.py --real-data`): a fixed validation split
+"""Real word crops in the demo (`training/data/real.py`, `training/demo.py --real-data`): a fixed validation split
 per source, held out of training, scored next to the synthetic words. The crops here are drawn by the test itself."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from conftest import REPO, png_bytes_of, word_image, write_lmdb
-from training.real_data import (
+from training.data.real import (
     load_real_split,
     shared_real_sources,
     split_indices,

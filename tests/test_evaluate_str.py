@@ -16,8 +16,11 @@ from modeling_clip4str import CLIP4STRProcessor
 
 lmdb = pytest.importorskip("lmdb")
 
-from training.evaluate_str import SKIP_REASONS, evaluate_model, format_results_table, format_skipped, main  # noqa: E402
-from training.protocol import CHARSET_36, compute_str_metrics, protocol_charset  # noqa: E402
+from training.data import SKIP_REASONS  # noqa: E402
+from training.evaluate_str import main  # noqa: E402
+from training.evaluation.benchmark import evaluate_model  # noqa: E402
+from training.evaluation.results import format_results_table, format_skipped  # noqa: E402
+from training.evaluation.protocol import CHARSET_36, compute_str_metrics, protocol_charset  # noqa: E402
 
 # The tiny model of conftest reads at most 12 characters, so "abcdefghijklm" (13) is too long for it.
 IIIT5K_SAMPLES = [("Hello", "image"), ("wor ld", "image"), ("café", "image"), ("abc", "corrupt")]
@@ -345,7 +348,7 @@ def test_a_non_ascii_model_is_scored_on_its_own_charset():
 
 
 def test_confusion_alignment_and_kinds():
-    from training.confusions import CharacterConfusions, align, classify_confusion, format_confusions
+    from training.evaluation.confusions import CharacterConfusions, align, classify_confusion, format_confusions
 
     assert align("hllo", "hello") == [("h", "h"), ("e", None), ("l", "l"), ("l", "l"), ("o", "o")]
     assert [pair for pair in align("helloo", "hello") if pair[0] != pair[1]] == [(None, "o")]

@@ -1,4 +1,4 @@
-"""The STR comparison protocol (`training/protocol.py`) and the `str_accuracy` evaluate metric, on hand-made cases."""
+"""The STR comparison protocol (`training/evaluation/protocol.py`) and the `str_accuracy` evaluate metric, on hand-made cases."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 
 from conftest import REPO
-from training.protocol import (
+from training.evaluation.protocol import (
     CHARSET_36,
     CHARSET_62,
     CHARSET_94,
@@ -237,7 +237,7 @@ def test_metric_loads_offline_by_relative_and_absolute_path(evaluate_module, mon
     expected = compute_str_metrics(predictions, references, confidences=[0.5, 1.0, 0.0])
 
     monkeypatch.chdir(REPO)
-    relative = evaluate_module.load("training/metrics/str_accuracy", keep_in_memory=True)
+    relative = evaluate_module.load("training/evaluation/metrics/str_accuracy", keep_in_memory=True)
     absolute = evaluate_module.load(str(METRIC_DIR), keep_in_memory=True)
     script = evaluate_module.load(str(METRIC_DIR / "str_accuracy.py"), keep_in_memory=True)
     for metric in (relative, absolute, script):

@@ -11,8 +11,8 @@ from huggingface_hub import ModelCard
 from transformers import TrainingArguments
 
 from conftest import make_model, tiny_config
-from modeling_clip4str.model_card_clip4str import converted_model_card, infer_setting_origins
-from training.model_card import write_model_card
+from modeling_clip4str.convert_clip4str_original_to_hf import infer_setting_origins
+from training.evaluation.model_card import converted_model_card, write_model_card
 
 EVAL_RESULTS = {
     "IIIT5k": {"word_accuracy": 0.91234, "one_minus_ned": 0.97, "num_samples": 3000},
@@ -80,7 +80,7 @@ def test_the_name_falls_back_to_the_output_folder_and_local_bases_stay_out_of_th
 
 
 def test_a_large_charset_is_summarised():
-    from training.model_card import training_model_card
+    from training.evaluation.model_card import training_model_card
 
     charset = "".join(chr(0x4E00 + i) for i in range(500)) + "0123456789"
     card = training_model_card(
@@ -101,7 +101,7 @@ def test_scores_must_be_fractions(tmp_path):
 
 def test_the_trainer_writes_the_card_of_what_it_evaluated(tmp_path, caption_tokenizer):
     from training.run_str import STRTrainingArguments
-    from training.trainer import CLIP4STRTrainer
+    from training.train.trainer import CLIP4STRTrainer
 
     args = STRTrainingArguments(output_dir=str(tmp_path / "my-run"), hub_model_id="org/clip4str-words", report_to=[],
                                 use_cpu=True)
@@ -173,7 +173,7 @@ def test_the_converter_writes_a_card_naming_the_checkpoint_and_where_each_settin
     converted_reference, tmp_path
 ):
     from conftest import CLIP_TOKENIZER, REFERENCE
-    from modeling_clip4str.convert_original_checkpoint import convert
+    from modeling_clip4str.convert_clip4str_original_to_hf import convert
 
     out, _, _ = converted_reference
     source = REFERENCE / "reference.ckpt"

@@ -19,8 +19,8 @@ from conftest import REFERENCE, make_model, make_processor
 pytest.importorskip("onnx", reason="the ONNX export needs `onnx` (pip install 'clip4str-hf[onnx]')")
 pytest.importorskip("onnxruntime", reason="the ONNX export needs `onnxruntime` (pip install 'clip4str-hf[onnx]')")
 
-from modeling_clip4str.export_onnx import main as export_main  # noqa: E402
-from modeling_clip4str.onnx_clip4str import (  # noqa: E402
+from clip4str_onnx.export_onnx import main as export_main  # noqa: E402
+from clip4str_onnx.onnx_clip4str import (  # noqa: E402
     DESCRIPTION_FILE,
     GRAPH_NAMES,
     CLIP4STROnnxModel,
@@ -171,7 +171,7 @@ def test_exported_directory_runs_without_torch(exported_reference, reference_cas
 
 
 def test_torch_free_processor_prepares_images_as_the_models(exported_reference):
-    from modeling_clip4str.onnx_clip4str import CLIP4STROnnxProcessor
+    from clip4str_onnx.onnx_clip4str import CLIP4STROnnxProcessor
 
     out, _, processor = exported_reference
     images = [Image.open(REFERENCE / "images" / f"{index}.png") for index in range(6)]
@@ -222,7 +222,7 @@ def test_not_an_exported_directory(tmp_path):
 def test_two_decoder_layers_and_resized_input(caption_tokenizer, tmp_path):
     """Several decoder layers (the step graph then carries the content stream) and a non-square input (the position
     table is resized inside the image graph)."""
-    from modeling_clip4str.export_onnx import export
+    from clip4str_onnx.export_onnx import export
 
     model = make_model(caption_tokenizer, seed=3, decoder_num_layers=2, input_size=[16, 32])
     processor = make_processor(model.config)
@@ -239,9 +239,10 @@ def test_evaluate_str_reads_an_exported_directory(exported_reference, tmp_path, 
     `--compare-precision` counts the images whose int8 text differs from the fp32 text."""
     import datasets
 
-    from training.evaluate_str import evaluate_model, main as evaluate_main
-    from training.loading import load_model_and_processor
-    from training.protocol import normalize_for_protocol, protocol_charset
+    from training.evaluate_str import main as evaluate_main
+    from training.evaluation.benchmark import evaluate_model
+    from training.evaluation.loading import load_model_and_processor
+    from training.evaluation.protocol import normalize_for_protocol, protocol_charset
 
     out, model, processor = exported_reference
     images = [Image.open(REFERENCE / "images" / f"{index}.png").convert("RGB") for index in range(6)]
@@ -286,7 +287,7 @@ def test_evaluate_str_reads_an_exported_directory(exported_reference, tmp_path, 
 
 
 def test_onnx_precision_needs_an_exported_directory(converted_reference):
-    from training.loading import load_model_and_processor
+    from training.evaluation.loading import load_model_and_processor
 
     with pytest.raises(ValueError, match="not a directory exported to ONNX"):
         load_model_and_processor(str(converted_reference[0]), onnx_precision="int8")

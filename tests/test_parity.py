@@ -76,7 +76,7 @@ def test_loss_ignores_extra_label_padding(converted_reference, reference_cases):
 
 
 def test_bare_state_dict_converts_to_same_model_given_heads(tmp_path, reference_cases):
-    from modeling_clip4str.convert_original_checkpoint import convert
+    from modeling_clip4str.convert_clip4str_original_to_hf import convert
 
     model, _ = convert(
         str(REFERENCE / "reference_state_dict.pt"),
@@ -92,7 +92,7 @@ def test_bare_state_dict_converts_to_same_model_given_heads(tmp_path, reference_
 
 def test_bare_state_dict_with_default_heads_differs(tmp_path, reference_cases):
     """Without the heads setting the released default (8) applies, which is not how this fixture was trained."""
-    from modeling_clip4str.convert_original_checkpoint import convert
+    from modeling_clip4str.convert_clip4str_original_to_hf import convert
 
     model, _ = convert(str(REFERENCE / "reference_state_dict.pt"), None, clip_tokenizer=str(CLIP_TOKENIZER))
     assert model.config.decoder_num_heads == 8

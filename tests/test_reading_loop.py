@@ -16,8 +16,8 @@ pytest.importorskip("onnxruntime")
 
 @pytest.fixture(scope="module")
 def both(caption_tokenizer, tmp_path_factory):
-    from modeling_clip4str.export_onnx import export
-    from modeling_clip4str.onnx_clip4str import CLIP4STROnnxModel
+    from clip4str_onnx.export_onnx import export
+    from clip4str_onnx.onnx_clip4str import CLIP4STROnnxModel
 
     model = make_model(caption_tokenizer, seed=5)
     out = tmp_path_factory.mktemp("loop") / "onnx"
@@ -83,7 +83,7 @@ def test_export_records_special_ids(both):
 
 
 def test_exports_without_recorded_ids_still_load(both):
-    from modeling_clip4str.onnx_clip4str import CLIP4STROnnxConfig
+    from clip4str_onnx.onnx_clip4str import CLIP4STROnnxConfig
 
     model, _, out = both
     settings = json.loads((out / "clip4str_onnx.json").read_text())["settings"]

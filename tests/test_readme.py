@@ -109,7 +109,7 @@ def substitute(code: str) -> str:
 def workspace(tmp_path_factory):
     """A scratch folder with what the documentation assumes: `clip4str-b16` (the tiny reference checkpoint,
     converted), word images, a labelled folder of crops and an LMDB benchmark."""
-    from modeling_clip4str.convert_original_checkpoint import convert
+    from modeling_clip4str.convert_clip4str_original_to_hf import convert
 
     root = tmp_path_factory.mktemp("readme")
     convert(str(REFERENCE / "reference.ckpt"), str(root / "clip4str-b16"), clip_tokenizer=str(CLIP_TOKENIZER))
@@ -167,7 +167,7 @@ def test_block_runs(block, workspace, tmp_path, monkeypatch):
     # Each bash block gets its own copy of the workspace (what it writes stays there); a block that converts the
     # checkpoint writes its own `clip4str-b16`.
     directory = tmp_path / "work"
-    ignore = ["clip4str-b16"] if "convert_original_checkpoint" in block.code else []
+    ignore = ["clip4str-b16"] if "convert_clip4str_original_to_hf" in block.code else []
     shutil.copytree(workspace, directory, symlinks=True, ignore=lambda folder, names: [n for n in names if n in ignore])
     _run_bash(block, directory)
     DONE.add((block.language, block.code))

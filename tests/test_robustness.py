@@ -45,7 +45,7 @@ def _not_clip_tokenizer(tmp_path):
 
 
 def _convert(tmp_path, state_dict_or_path, **kwargs):
-    from modeling_clip4str.convert_original_checkpoint import convert
+    from modeling_clip4str.convert_clip4str_original_to_hf import convert
 
     path = state_dict_or_path
     if isinstance(state_dict_or_path, dict):
@@ -94,7 +94,7 @@ def test_from_clip_without_tokenizer_files_is_refused(tmp_path, caption_tokenize
 
 
 def test_converter_without_clip_tokenizer_files_is_refused(tmp_path):
-    from modeling_clip4str.convert_original_checkpoint import ConversionError
+    from modeling_clip4str.convert_clip4str_original_to_hf import ConversionError
 
     _, folder = _not_clip_tokenizer(tmp_path)
     with pytest.raises(ConversionError, match=rf"{folder}.*--clip-tokenizer"):
@@ -244,7 +244,7 @@ def test_seq2seq_trainer_generation_settings_are_honoured_or_refused(tmp_path, c
 
 # --- converted checkpoints --------------------------------------------------------------------------------------------
 def test_converter_refuses_nan_or_infinite_weights_naming_them(tmp_path, reference_state_dict):
-    from modeling_clip4str.convert_original_checkpoint import ConversionError
+    from modeling_clip4str.convert_clip4str_original_to_hf import ConversionError
 
     state_dict = dict(reference_state_dict)
     head = state_dict["visual_decoder.head.weight"].clone()
@@ -257,14 +257,14 @@ def test_converter_refuses_nan_or_infinite_weights_naming_them(tmp_path, referen
 
 
 def test_converter_names_a_missing_checkpoint(tmp_path):
-    from modeling_clip4str.convert_original_checkpoint import ConversionError
+    from modeling_clip4str.convert_clip4str_original_to_hf import ConversionError
 
     with pytest.raises(ConversionError, match=r"No checkpoint at .*absent\.ckpt"):
         _convert(tmp_path, tmp_path / "absent.ckpt")
 
 
 def test_converter_names_an_empty_checkpoint(tmp_path):
-    from modeling_clip4str.convert_original_checkpoint import ConversionError
+    from modeling_clip4str.convert_clip4str_original_to_hf import ConversionError
 
     (tmp_path / "empty.ckpt").write_bytes(b"")
     with pytest.raises(ConversionError, match=r"empty\.ckpt is empty \(0 bytes\)"):
@@ -272,7 +272,7 @@ def test_converter_names_an_empty_checkpoint(tmp_path):
 
 
 def test_converter_names_a_truncated_checkpoint(tmp_path):
-    from modeling_clip4str.convert_original_checkpoint import ConversionError
+    from modeling_clip4str.convert_clip4str_original_to_hf import ConversionError
 
     data = (REFERENCE / "reference.ckpt").read_bytes()
     (tmp_path / "half.ckpt").write_bytes(data[: len(data) // 2])
@@ -281,7 +281,7 @@ def test_converter_names_a_truncated_checkpoint(tmp_path):
 
 
 def test_converter_names_a_file_that_is_not_a_checkpoint(tmp_path):
-    from modeling_clip4str.convert_original_checkpoint import ConversionError
+    from modeling_clip4str.convert_clip4str_original_to_hf import ConversionError
 
     (tmp_path / "page.ckpt").write_text("<html>Not found</html>")
     with pytest.raises(ConversionError, match=r"page\.ckpt is not a PyTorch checkpoint") as raised:
@@ -290,7 +290,7 @@ def test_converter_names_a_file_that_is_not_a_checkpoint(tmp_path):
 
 
 def test_converter_names_a_misshaped_ln_final(tmp_path, reference_state_dict):
-    from modeling_clip4str.convert_original_checkpoint import ConversionError
+    from modeling_clip4str.convert_clip4str_original_to_hf import ConversionError
 
     for shape in ((65,), (0,)):
         state_dict = dict(reference_state_dict, **{"clip_model.ln_final.weight": torch.ones(shape)})

@@ -282,7 +282,7 @@ def test_a_finished_run_extended_with_more_steps_continues(workspace, uninterrup
 
 @pytest.mark.slow
 def test_a_folder_whose_checkpoints_are_all_broken_is_not_silently_restarted(uninterrupted, tmp_path):
-    from training.checkpoints import NoCompleteCheckpointError
+    from training.train.checkpoints import NoCompleteCheckpointError
     from training.run_str import STRTrainingArguments, resume_point
 
     out = resumable_copy(uninterrupted, tmp_path)
@@ -373,7 +373,7 @@ def _assert_refused_as_onnx_export(directory, monkeypatch):
 
     expected = (r"is an ONNX export \(it has clip4str_onnx\.json\): ONNX graphs cannot be trained.*Pass the PyTorch "
                 r"model directory \(or Hub id\) it was exported from, the MODEL_DIR of `python -m "
-                r"modeling_clip4str\.export_onnx MODEL_DIR OUT_DIR`")
+                r"clip4str_onnx\.export_onnx MODEL_DIR OUT_DIR`")
     monkeypatch.setattr(sys, "argv", ["run_str.py", "--model_name_or_path", str(directory), "--train_datasets",
                                       "unused", "--max_steps", "1", "--output_dir", str(directory / "out")])
     with pytest.raises(ValueError, match=expected) as raised:
@@ -385,7 +385,7 @@ def _assert_refused_as_onnx_export(directory, monkeypatch):
 
 def test_an_onnx_export_is_refused_with_what_to_pass_instead(tmp_path, monkeypatch):
     """A directory that looks like an export (its description file, a config.json, no weights)."""
-    from modeling_clip4str.onnx_clip4str import DESCRIPTION_FILE
+    from clip4str_onnx.onnx_clip4str import DESCRIPTION_FILE
 
     export = tmp_path / "model-onnx"
     export.mkdir()
@@ -408,7 +408,7 @@ def test_a_real_onnx_export_is_refused(caption_tokenizer, tmp_path, monkeypatch)
     import torch
 
     from conftest import make_model, make_processor
-    from modeling_clip4str.export_onnx import export
+    from clip4str_onnx.export_onnx import export
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a tiny model: a second thread only waits for a core on a shared machine

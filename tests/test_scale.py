@@ -222,7 +222,7 @@ def test_the_trainer_divides_by_the_targets_the_model_itself_counts(caption_toke
     from modeling_clip4str import CLIP4STRProcessor
     from training.data import STRDataCollator
     from training.run_str import STRTrainingArguments
-    from training.trainer import CLIP4STRTrainer
+    from training.train.trainer import CLIP4STRTrainer
 
     model = make_model(caption_tokenizer, perm_num=2).train()  # left to right and its mirror: no random orders
     processor = CLIP4STRProcessor.from_config(model.config)

@@ -1,5 +1,5 @@
 """The synthetic word dataset of the offline demo (training/synth.py) and the prediction grid
-(training/visualize.py)."""
+(training/evaluation/visualize.py)."""
 
 from __future__ import annotations
 
@@ -12,17 +12,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training.synth import (
+from training.synth import main
+from training.synthesis import (
     DEFAULT_CHARSET,
     available_fonts,
     font_covers,
     generate_dataset,
-    main,
     matplotlib_font_dir,
     render_word,
     sample_split_words,
 )
-from training.visualize import save_prediction_grid
+from training.evaluation.visualize import save_prediction_grid
 
 
 @pytest.fixture(scope="module")
@@ -205,7 +205,7 @@ def torch_equal(a, b) -> bool:
 def test_vietnamese_words_have_real_syllable_structure():
     import unicodedata
 
-    from training.vietnamese import TONE_MARKS, VIETNAMESE_CHARSET, vietnamese_syllable, vietnamese_word
+    from training.synthesis.vietnamese import TONE_MARKS, VIETNAMESE_CHARSET, vietnamese_syllable, vietnamese_word
 
     rng = np.random.default_rng(0)
     syllables = [vietnamese_syllable(rng) for _ in range(3000)]
@@ -293,7 +293,7 @@ def test_words_nobody_covers_are_left_out(tmp_path):
 def test_font_coverage_and_font_resolution(tmp_path):
     import shutil
 
-    from training.fonts import font_coverage, resolve_fonts
+    from training.synthesis.fonts import font_coverage, resolve_fonts
 
     directory = matplotlib_font_dir()
     assert font_coverage(directory / "LastResortHE-Regular.ttf", "abcế") == frozenset()  # placeholder boxes
@@ -325,7 +325,7 @@ def test_output_is_byte_identical_whatever_the_workers(tmp_path):
 def test_prediction_grid_judges_on_a_given_charset(tmp_path):
     import unicodedata
 
-    from training.vietnamese import VIETNAMESE_CHARSET
+    from training.synthesis.vietnamese import VIETNAMESE_CHARSET
 
     image = render_word("việt", seed=0)
 
@@ -375,7 +375,7 @@ def test_demo_runs_end_to_end_on_a_few_images(tmp_path, language):
 
 
 def _package_font(fragment: str) -> str:
-    from training.fonts import package_fonts
+    from training.synthesis.fonts import package_fonts
 
     matches = [path for path in package_fonts() if fragment in Path(path).name]
     assert matches, f"pretix-fontpack-free ships no {fragment} (installed with the training extra)"
@@ -427,7 +427,7 @@ def test_realistic_style_draws_light_on_dark_as_often_as_dark_on_light():
 
 
 def test_realistic_style_records_each_fonts_licence(tmp_path):
-    from training.fonts import OPEN_LICENCES, font_licence, realistic_fonts
+    from training.synthesis.fonts import OPEN_LICENCES, font_licence, realistic_fonts
 
     fonts = {
         _package_font("Roboto-Condensed_v31_regular"): "Apache-2.0",  # its name table says so
@@ -473,8 +473,8 @@ def test_realistic_vietnamese_words_only_drawn_with_fonts_that_cover_them(tmp_pa
     import pyarrow.parquet as pq
     from fontTools.ttLib import TTFont
 
-    from training.fonts import font_coverage
-    from training.vietnamese import VIETNAMESE_CHARSET
+    from training.synthesis.fonts import font_coverage
+    from training.synthesis.vietnamese import VIETNAMESE_CHARSET
 
     fonts = [str(matplotlib_font_dir() / "DejaVuSansMono.ttf"), _package_font("Ubuntu_v21_regular"),
              _package_font("Oswald_v57_regular")]
@@ -496,7 +496,7 @@ def test_realistic_vietnamese_words_only_drawn_with_fonts_that_cover_them(tmp_pa
 
 
 def test_real_words_follow_the_charset():
-    from training.synth import PRINTABLE_ASCII, real_word
+    from training.synthesis import PRINTABLE_ASCII, real_word
 
     rng = np.random.default_rng(0)
     words = [real_word(rng, PRINTABLE_ASCII, 1, 25) for _ in range(400)]

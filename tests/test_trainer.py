@@ -9,7 +9,7 @@ from conftest import make_model, png_bytes_of, word_image
 from modeling_clip4str import CLIP4STRProcessor
 from modeling_clip4str.labels_clip4str import LabelCleaner
 from training.data import EvaluationDataset, STRDataCollator, STRExampleFilter
-from training.trainer import CLIP4STRTrainer
+from training.train.trainer import CLIP4STRTrainer
 
 
 @pytest.fixture

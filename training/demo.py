@@ -41,7 +41,7 @@ import sys
 import time
 from pathlib import Path
 
-from training.real_data import SHARED_REAL, VALIDATION_RULE, shared_real_sources, training_weights
+from training.data.real import SHARED_REAL, VALIDATION_RULE, shared_real_sources, training_weights
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -335,7 +335,7 @@ def choose_real_sources(real_data: list[str] | None, language: str, no_real_vali
 def real_summary(scores: dict, records: list[dict], trained: bool, weight: float) -> dict:
     """What summary.json says about the real crops: per source, how many trained and were held out, and the scores
     on the held-out ones; the combined score; the protocol."""
-    from training.evaluate_str import describe_protocol
+    from training.evaluation.results import describe_protocol
 
     sources = {}
     for record in records:
@@ -376,8 +376,8 @@ def write_grid(model_dir: Path, data: Path, path: Path, count: int = 24, languag
     import datasets
     import torch
 
-    from training.loading import load_model_and_processor
-    from training.visualize import save_prediction_grid
+    from training.evaluation.loading import load_model_and_processor
+    from training.evaluation.visualize import save_prediction_grid
 
     test = datasets.load_dataset("parquet", data_files=sorted(str(p) for p in (data / "test").glob("*.parquet")),
                                  split="train")

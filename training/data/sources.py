@@ -371,7 +371,7 @@ def build_train_dataset(
             through a buffer of this size (0 turns shuffling off). Map-style data is shuffled by the DataLoader.
         max_samples (`int`, *optional*): keep only the first examples (before filtering).
         transform (`Callable[[PIL.Image], PIL.Image]`, *optional*): applied to the image of every kept example,
-            e.g. [`~training.augment.RandAugmentSTR`].
+            e.g. [`~training.train.augment.RandAugmentSTR`].
         load_kwargs: passed to `datasets.load_dataset` (e.g. `cache_dir`, `token`).
 
     Raises:

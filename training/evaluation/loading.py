@@ -8,13 +8,13 @@ import os
 from transformers import AutoModel, AutoProcessor
 
 import modeling_clip4str  # noqa: F401  (registers CLIP4STR with the Auto classes)
-from modeling_clip4str.onnx_clip4str import PRECISIONS, is_exported_directory
+from clip4str_onnx.onnx_clip4str import PRECISIONS, is_exported_directory
 
 
 def load_model_and_processor(model_name_or_path: str, trust_remote_code: bool = False,
                              onnx_precision: str | None = None, **hub_kwargs):
     """`AutoModel` and `AutoProcessor` of a CLIP4STR directory or Hub id, or the ONNX Runtime model of a local
-    directory that `python -m modeling_clip4str.export_onnx` wrote.
+    directory that `python -m clip4str_onnx.export_onnx` wrote.
 
     This package's classes are registered with the Auto classes, so its own code is used unless `trust_remote_code`
     asks for the code saved with the checkpoint. `hub_kwargs` (`cache_dir`, `revision`, `token`) go to both
@@ -26,18 +26,18 @@ def load_model_and_processor(model_name_or_path: str, trust_remote_code: bool = 
 
     Returns:
         `(model, processor)`: the PyTorch model in eval mode (as `from_pretrained` leaves it; the Trainer switches
-        modes itself), or a [`~modeling_clip4str.onnx_clip4str.CLIP4STROnnxModel`] with the PyTorch processor saved
+        modes itself), or a [`~clip4str_onnx.onnx_clip4str.CLIP4STROnnxModel`] with the PyTorch processor saved
         beside its graphs (its `batch_decode` reads the ONNX model's numpy output as it reads tensors).
     """
     if os.path.isdir(model_name_or_path) and is_exported_directory(model_name_or_path):
-        from modeling_clip4str.onnx_clip4str import CLIP4STROnnxModel  # needs onnxruntime: the `onnx` extra
+        from clip4str_onnx.onnx_clip4str import CLIP4STROnnxModel  # needs onnxruntime: the `onnx` extra
 
         model = CLIP4STROnnxModel.from_pretrained(model_name_or_path, precision=onnx_precision or "fp32")
         return model, AutoProcessor.from_pretrained(model_name_or_path)
     if onnx_precision is not None:
         raise ValueError(
             f"An ONNX precision ({onnx_precision!r}) was asked for, but {model_name_or_path} is not a directory "
-            "exported to ONNX. Export it first: `python -m modeling_clip4str.export_onnx MODEL_DIR OUT_DIR "
+            "exported to ONNX. Export it first: `python -m clip4str_onnx.export_onnx MODEL_DIR OUT_DIR "
             "--quantize int8`."
         )
     model = AutoModel.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code, **hub_kwargs)

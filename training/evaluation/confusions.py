@@ -8,7 +8,7 @@ classified by what differs (a base letter, a tone mark, another diacritic, lette
 
 Diacritics are told apart with Unicode NFD: "ế" decomposes to e + circumflex + acute, "é" to e + acute, so the pair
 (ế, é) shares its base letter and differs by the circumflex, a vowel mark. Vietnamese tone marks are the five of
-[`~training.vietnamese.TONE_MARKS`]; every other combining mark (breve, circumflex, horn, and the stroke of đ, which
+[`~training.synthesis.vietnamese.TONE_MARKS`]; every other combining mark (breve, circumflex, horn, and the stroke of đ, which
 has no decomposition) counts as another diacritic.
 """
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 import unicodedata
 from collections import Counter
 
-from training.vietnamese import TONE_MARKS
+from training.synthesis.vietnamese import TONE_MARKS
 
 ERROR_KINDS = ("base letter", "tone mark", "other diacritic", "tone mark and other diacritic", "case", "missing",
                "extra")

@@ -1,10 +1,10 @@
 """The STR benchmark comparison protocol, shared by the Trainer's `compute_metrics` and `training/evaluate_str.py`.
 
-The implementation lives in the `evaluate` metric script `training/metrics/str_accuracy/str_accuracy.py`, which must
+The implementation lives in the `evaluate` metric script `training/evaluation/metrics/str_accuracy/str_accuracy.py`, which must
 stay self-contained because `evaluate.load` copies it into its own cache before importing it. This module imports that
 script by file path and re-exports its plain functions, so there is exactly one implementation of the protocol.
 
-    >>> from training.protocol import compute_str_metrics
+    >>> from training.evaluation.protocol import compute_str_metrics
     >>> compute_str_metrics(["hello"], ["Hello!"])["accuracy"]
     1.0
 """
@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 METRIC_DIR = Path(__file__).resolve().parent / "metrics" / "str_accuracy"
-"""Pass this (or the relative path `training/metrics/str_accuracy`) to `evaluate.load`."""
+"""Pass this (or the relative path `training/evaluation/metrics/str_accuracy`) to `evaluate.load`."""
 
 _MODULE_NAME = "training._str_accuracy_metric"
 

@@ -1,9 +1,6 @@
-"""Model cards (README.md with Hub metadata) that say what a CLIP4STR checkpoint really is.
-
-Everything a card states comes from the config or from the caller: the input size, the charset, the tower shapes,
-the evaluation results as measured. `converted_model_card` describes a checkpoint made by
-`convert_original_checkpoint` (source file and SHA-256, and where each setting came from); `training/model_card.py`
-builds the card of a trained model on the same pieces.
+"""The pieces every CLIP4STR model card is made of ([`~training.evaluation.model_card`] composes them): facts from the
+config (input size, charset, architecture), evaluation results as Hub `model-index` entries and a table, the Hub
+metadata, the usage block, and how a card names a source (a Hub id as it is, a local path by its last component).
 
 Metric values are given as fractions in [0, 1] (as `compute_str_metrics` and `evaluate_str` return them) and shown
 as percentages with two decimals, as STR papers report them.
@@ -24,25 +21,6 @@ TASK_NAME = "Scene Text Recognition"
 BASE_TAGS = ("scene-text-recognition", "ocr", "clip4str", "custom_code")
 # Charsets up to this length are listed in full; longer ones by a summary and their first characters.
 MAX_LISTED_CHARACTERS = 200
-
-SETTING_ORIGINS = {
-    "checkpoint": "the checkpoint's hyper-parameters",
-    "weights": "the tensor shapes",
-    "given": "given to the converter",
-    "assumed": "assumed (the released models' value)",
-}
-"""Where a converted model's setting came from, as [`converted_model_card`] words it."""
-
-CONVERTED_SETTINGS = {
-    "decoder_num_heads": "dec_num_heads",
-    "charset": "charset_train",
-    "caption_charset": "charset_test",
-    "max_label_length": "max_label_length",
-    "context_length": "context_length",
-    "refine_iters": "refine_iters",
-}
-"""The settings a bare state dict cannot carry, as `{config field: the reference checkpoint's hyper-parameter}`:
-what a converted card reports the origin of."""
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
@@ -268,127 +246,6 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def infer_setting_origins(
-    hyper_parameter_names: Mapping[str, str], hyper_parameters: Mapping, overrides: Mapping
-) -> dict[str, str]:
-    """Where each config field of `hyper_parameter_names` (`{config field: hyper-parameter name}`) came from:
-    "given" (a non-None override), "checkpoint" (present in `hyper_parameters`) or "assumed"."""
-    origins = {}
-    for field_name, hyper_parameter in hyper_parameter_names.items():
-        if overrides.get(field_name) is not None:
-            origins[field_name] = "given"
-        elif hyper_parameter in hyper_parameters:
-            origins[field_name] = "checkpoint"
-        else:
-            origins[field_name] = "assumed"
-    return origins
-
-
-def _setting_value(config, name: str) -> str:
-    value = getattr(config, name)
-    if isinstance(value, str) and name.endswith("charset"):
-        return charset_summary(value)
-    return f"`{value!r}`"
-
-
-def converted_model_card(
-    config,
-    source_checkpoint: str | os.PathLike,
-    *,
-    setting_origins: Mapping[str, str],
-    sha256: str | None = None,
-    model_name: str | None = None,
-    base_model: str | None = None,
-    clip_tokenizer: str | None = None,
-    eval_results: Mapping[str, Mapping[str, float]] | None = None,
-    eval_protocol: str | None = None,
-    language: str | list[str] | None = None,
-    license: str | None = "apache-2.0",
-    normalization: str | None = "clip",
-) -> ModelCard:
-    """The card of a model converted from a reference CLIP4STR checkpoint.
-
-    Args:
-        config: the converted model's `CLIP4STRConfig`.
-        source_checkpoint: the converted file; its name is stated, and its SHA-256 unless `sha256` is given.
-        setting_origins: `{config field: origin}` for the settings a bare state dict cannot carry (decoder heads,
-            charsets, lengths, refinement passes), origins as in [`SETTING_ORIGINS`]; see
-            [`infer_setting_origins`].
-        model_name: the card's title and model-index name (default: the file name without extension).
-        base_model: the Hub id of the CLIP the checkpoint was trained from, when known.
-        clip_tokenizer: the CLIP BPE tokenizer used for captions: a Hub id is named as it is, a local folder by its
-            last component (a card is published; a user's directory layout is not).
-        eval_results: `{dataset: metrics}` measured on the converted model (see [`eval_result_entries`]).
-        normalization: the saved processor's normalisation ("clip" or "reference-test"; `None` for other values).
-    """
-    unknown = sorted(set(setting_origins.values()) - set(SETTING_ORIGINS))
-    if unknown:
-        raise ValueError(f"Unknown setting origins {unknown}; use {sorted(SETTING_ORIGINS)}.")
-    file_name = os.path.basename(os.fspath(source_checkpoint))
-    sha256 = sha256 or file_sha256(source_checkpoint)
-    model_name = model_name or os.path.splitext(file_name)[0]
-    entries = eval_result_entries(eval_results or {}, eval_protocol)
-    metadata = card_metadata(
-        model_name, base_model=base_model, eval_results=entries, language=language, license=license,
-    )
-    body = [
-        f"# {model_name}",
-        "",
-        f"CLIP4STR converted from the reference implementation's checkpoint `{file_name}` with "
-        "`python -m modeling_clip4str.convert_original_checkpoint`.",
-        "",
-        f"- **Source checkpoint**: `{file_name}`, SHA-256 `{sha256}`.",
-    ]
-    if base_model:
-        body.append(f"- **CLIP it was trained from**: {base_model}.")
-    if clip_tokenizer:
-        body.append(f"- **Caption tokenizer**: the CLIP BPE tokenizer of {public_source_name(clip_tokenizer)}.")
-    body += model_facts(config)
-    body += ["", "## Conversion settings", "", "| Setting | Value | From |", "|---|---|---|"]
-    body += [
-        f"| {name} | {_setting_value(config, name)} | {SETTING_ORIGINS[origin]} |"
-        for name, origin in setting_origins.items()
-    ]
-    if "assumed" in setting_origins.values():
-        body += [
-            "",
-            "The source did not record the settings marked *assumed*: they are the released models' values, not "
-            "read from the file. If the checkpoint was trained otherwise, convert it again with the matching options "
-            "(e.g. `--decoder-num-heads`, `--charset`).",
-        ]
-    body += [""] + usage_lines(model_name) + ["", "## Preprocessing and benchmark protocol", ""]
-    body += _normalization_lines(normalization) + ["", "## Evaluation", ""]
-    if entries:
-        protocol = f" (protocol: {eval_protocol})" if eval_protocol else ""
-        body += [f"Measured on the converted model{protocol}:", "", results_table(entries)]
-    else:
-        body.append(
-            "Not measured for this card. The conversion computes what the source checkpoint computes; "
-            "`python training/evaluate_str.py` scores the model under the benchmark protocol."
-        )
-    return compose_card(metadata, body)
-
-
-_NORMALIZATION_TEXT = {
-    "clip": "CLIP's mean and std, as the reference trained and validated these weights",
-    "reference-test": "0.5 per channel, as the reference's test.py (the published numbers) and read.py read",
-}
-
-
-def _normalization_lines(normalization: str | None) -> list[str]:
-    used = _NORMALIZATION_TEXT.get(normalization, "a mean and std of its own (see `preprocessor_config.json`)")
-    return [
-        f"The processor normalises images with {used}. The other choice is one argument away: "
-        '`AutoProcessor.from_pretrained(..., normalization="reference-test")` (0.5 per channel) or '
-        '`normalization="clip"`.',
-        "",
-        "`python -m training.evaluate_str` scores this model as the reference's test.py does unless told otherwise "
-        "(`benchmark_protocol: reference` in `config.json`): images normalised with 0.5 per channel, captions "
-        "filtered by the comparison charset, and the label-length column holding the mean length of the "
-        "predictions. `--protocol pipeline` scores it as the pipeline reads it instead.",
-    ]
-
-
 def public_source_name(source: str | os.PathLike) -> str:
     """How a card names where something came from: a local path by its last component, a Hub id as it is."""
     source = os.fspath(source)
@@ -397,42 +254,8 @@ def public_source_name(source: str | os.PathLike) -> str:
     return source
 
 
-def write_converted_model_card(
-    output_dir: str | os.PathLike,
-    config,
-    source_checkpoint: str | os.PathLike,
-    *,
-    hyper_parameters: Mapping,
-    overrides: Mapping,
-    clip_tokenizer: str | None = None,
-    normalization: str | None = "clip",
-) -> str:
-    """Write [`converted_model_card`] as `output_dir/README.md`; returns its path. The origin of each of
-    [`CONVERTED_SETTINGS`] comes from the checkpoint's `hyper_parameters` and the converter's `overrides`; the longest
-    word, when not recorded, is read from the position queries' shape."""
-    origins = infer_setting_origins(CONVERTED_SETTINGS, hyper_parameters, overrides)
-    if origins["max_label_length"] == "assumed":
-        origins["max_label_length"] = "weights"
-    card = converted_model_card(config, source_checkpoint, setting_origins=origins, clip_tokenizer=clip_tokenizer,
-                                normalization=normalization)
-    path = os.path.join(os.fspath(output_dir), "README.md")
-    card.save(path)
-    return path
-
-
 __all__ = [
-    "CONVERTED_SETTINGS",
-    "SETTING_ORIGINS",
-    "card_metadata",
-    "charset_summary",
-    "compose_card",
-    "converted_model_card",
-    "eval_result_entries",
-    "file_sha256",
-    "input_size_text",
-    "model_facts",
-    "public_source_name",
-    "results_table",
-    "infer_setting_origins",
-    "write_converted_model_card",
+    "BASE_TAGS", "TASK_NAME", "TASK_TYPE", "card_metadata", "charset_summary", "compose_card", "eval_result_entries",
+    "file_sha256", "input_size_text", "is_hub_id", "model_facts", "public_source_name", "results_table",
+    "usage_lines",
 ]

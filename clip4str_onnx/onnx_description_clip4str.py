@@ -8,9 +8,11 @@ import json
 import os
 from dataclasses import MISSING, dataclass, fields
 
-try:
-    from .reading_clip4str import ReadingSizes
-except ImportError:  # the copy in an exported directory, imported as a top-level module (no package, no torch)
+# `__package__`, not `try`/`except ImportError`: an exported copy run where this project is installed must still not
+# import it (nor torch).
+if __package__:  # clip4str_onnx
+    from modeling_clip4str.reading_clip4str import ReadingSizes
+else:  # the copy in an exported directory, imported as a top-level module (no package, no torch)
     from reading_clip4str import ReadingSizes
 
 DESCRIPTION_FILE = "clip4str_onnx.json"
@@ -79,7 +81,7 @@ def read_description(directory) -> dict:
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"{directory} is not an exported CLIP4STR directory: it has no {DESCRIPTION_FILE}. Export one with "
-            "`python -m modeling_clip4str.export_onnx MODEL_DIR OUT_DIR`."
+            "`python -m clip4str_onnx.export_onnx MODEL_DIR OUT_DIR`."
         )
     with open(path, encoding="utf-8") as handle:
         description = json.load(handle)

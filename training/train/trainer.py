@@ -10,9 +10,9 @@ from accelerate.data_loader import prepare_data_loader
 from transformers import EvalPrediction, Seq2SeqTrainer
 from transformers.trainer_pt_utils import nested_detach
 
-from modeling_clip4str.permutation_loss_clip4str import num_loss_targets
+from modeling_clip4str.loss_clip4str import num_loss_targets
 
-from training.checkpoints import DataStateCallback, ResumableCheckpointsMixin
+from training.train.checkpoints import DataStateCallback, ResumableCheckpointsMixin
 from training.data.collation import PLACEHOLDER_LABEL_ID
 from training.data.counts import CONSUMED_COUNTS_KEY, COUNTED, as_counter
 from training.data.filtering import EvaluationDataset
@@ -108,7 +108,7 @@ class CLIP4STRTrainer(ResumableCheckpointsMixin, Seq2SeqTrainer):
     as `eval_data/<key>`.
 
     Checkpoints are saved atomically and a resume picks the newest complete one (see
-    [`~training.checkpoints.ResumableCheckpointsMixin`]).
+    [`~training.train.checkpoints.ResumableCheckpointsMixin`]).
 
     Args:
         train_sources (`list[str]`, *optional*): the training data as given, for the model card.
@@ -138,7 +138,7 @@ class CLIP4STRTrainer(ResumableCheckpointsMixin, Seq2SeqTrainer):
         `push_to_hub` passes, gives way to it), else the output folder."""
         if not self.is_world_process_zero():
             return
-        from training.model_card import write_model_card
+        from training.evaluation.model_card import write_model_card
 
         write_model_card(
             self.args.output_dir, self.accelerator.unwrap_model(self.model), self.args,

@@ -2,7 +2,7 @@
 
 This file is the single implementation of the comparison protocol. It is deliberately self-contained (standard
 library plus `datasets`/`evaluate`): `evaluate.load` copies a local metric script into its own modules cache before
-importing it, so the script cannot import sibling files of the repository. `training/protocol.py` loads this file by
+importing it, so the script cannot import sibling files of the repository. `training/evaluation/protocol.py` loads this file by
 path and re-exports its plain functions for the Trainer and `training/evaluate_str.py`.
 """
 
@@ -70,7 +70,7 @@ Empty strings:
     lists.)
 
 Examples:
-    >>> str_accuracy = evaluate.load("training/metrics/str_accuracy")
+    >>> str_accuracy = evaluate.load("training/evaluation/metrics/str_accuracy")
     >>> str_accuracy.compute(predictions=["hello", "w0rld"], references=["Hello!", "world"])
     {'accuracy': 0.5, 'one_minus_ned': 0.9, 'num_samples': 2, 'mean_label_length': 5.0, 'mean_prediction_length': 5.0}
 """

@@ -7,10 +7,11 @@ import os
 
 import numpy as np
 
-try:
+if __package__:  # clip4str_onnx
+    from modeling_clip4str.reading_clip4str import texts_of_ids
+
     from .onnx_description_clip4str import read_description
-    from .reading_clip4str import texts_of_ids
-except ImportError:  # the copy in an exported directory, imported as a top-level module (no package, no torch)
+else:  # the copy in an exported directory, imported as a top-level module (no package, no torch)
     from onnx_description_clip4str import read_description
     from reading_clip4str import texts_of_ids
 

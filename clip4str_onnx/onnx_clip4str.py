@@ -24,16 +24,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-try:
+if __package__:  # clip4str_onnx, beside the model package (whose torch-free reading loop it drives)
+    from modeling_clip4str.reading_clip4str import (
+        MAX_CACHED_CAPTIONS, CachedCaptionIds, ReadingLoop, check_image_size, check_max_positions, check_pixel_array,
+    )
+
     from .onnx_description_clip4str import (
         CAPTION_ENCODER, CAPTION_TOKENIZER_FILE, DESCRIPTION_FILE, GRAPH_NAMES, IMAGE_ENCODER, PRECISIONS,
         CLIP4STROnnxConfig, cloze_graph, is_exported_directory, read_description, step_graph,
     )
     from .onnx_processing_clip4str import CLIP4STROnnxProcessor
-    from .reading_clip4str import (
-        MAX_CACHED_CAPTIONS, CachedCaptionIds, ReadingLoop, check_image_size, check_max_positions, check_pixel_array,
-    )
-except ImportError:  # the copy in an exported directory, imported as a top-level module (no package, no torch)
+else:  # the copy in an exported directory, imported as a top-level module (no package, no torch)
     from onnx_description_clip4str import (
         CAPTION_ENCODER, CAPTION_TOKENIZER_FILE, DESCRIPTION_FILE, GRAPH_NAMES, IMAGE_ENCODER, PRECISIONS,
         CLIP4STROnnxConfig, cloze_graph, is_exported_directory, read_description, step_graph,
@@ -241,7 +242,7 @@ class OnnxBackend:
 class CLIP4STROnnxModel:
     r"""
     CLIP4STR on ONNX Runtime: the same predict-and-refine as `CLIP4STRForSceneTextRecognition.generate`, from the
-    directory that `python -m modeling_clip4str.export_onnx MODEL_DIR OUT_DIR` writes.
+    directory that `python -m clip4str_onnx.export_onnx MODEL_DIR OUT_DIR` writes.
 
     `generate` takes `pixel_values` as the model's processor makes them (a numpy array, or a CPU torch tensor) and
     returns numpy arrays, which `processor.batch_decode` reads as it reads the PyTorch model's tensors.
