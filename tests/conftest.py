@@ -164,3 +164,12 @@ def kill_when_file_appears(process, signal_file: Path, log: Path, timeout: float
         if process.poll() is None:
             process.kill()
             process.wait(timeout=60)
+
+
+def not_clip_tokenizer(tmp_path):
+    """What transformers returns, instead of raising, for a CLIP tokenizer whose files are missing."""
+    from transformers import CLIPTokenizer
+
+    empty = tmp_path / "no-tokenizer-files"
+    empty.mkdir(exist_ok=True)
+    return CLIPTokenizer.from_pretrained(str(empty)), empty

@@ -1,4 +1,4 @@
-"""Never silently wrong: each input, tokenizer or checkpoint the model would misread fails loudly (or is handled as
+"""Never silently wrong: each input or tokenizer the model would misread fails loudly (or is handled as
 the docstrings state), and the inputs that used to crash get a clear answer. One test per case."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import CLIP_TOKENIZER, REFERENCE, make_model, make_processor, tiny_clip_directory, tiny_config, word_image
+from conftest import make_model, make_processor, not_clip_tokenizer, tiny_clip_directory, tiny_config, word_image
 
 WORDS = ["ab", "cde", "fghi"]
 
@@ -30,34 +30,9 @@ def pixel_values(processor):
     return processor(images=[word_image(word) for word in WORDS])["pixel_values"]
 
 
-@pytest.fixture(scope="module")
-def reference_state_dict():
-    return torch.load(REFERENCE / "reference.ckpt", weights_only=True)["state_dict"]
-
-
-def _not_clip_tokenizer(tmp_path):
-    """What transformers returns, instead of raising, for a CLIP tokenizer whose files are missing."""
-    from transformers import CLIPTokenizer
-
-    empty = tmp_path / "no-tokenizer-files"
-    empty.mkdir(exist_ok=True)
-    return CLIPTokenizer.from_pretrained(str(empty)), empty
-
-
-def _convert(tmp_path, state_dict_or_path, **kwargs):
-    from modeling_clip4str.convert_clip4str_original_to_hf import convert
-
-    path = state_dict_or_path
-    if isinstance(state_dict_or_path, dict):
-        path = tmp_path / "edited.pt"
-        torch.save(state_dict_or_path, path)
-    kwargs.setdefault("clip_tokenizer", str(CLIP_TOKENIZER))
-    return convert(str(path), None, decoder_num_heads=4, **kwargs)
-
-
 # --- caption tokenizers that are not CLIP's -----------------------------------------------------------------------
 def test_caption_tokenizer_that_is_not_clips_is_refused(tmp_path, caption_tokenizer):
-    tokenizer, folder = _not_clip_tokenizer(tmp_path)
+    tokenizer, folder = not_clip_tokenizer(tmp_path)
     assert len(tokenizer) == 2  # transformers' stand-in: it would read "Cello" as "Chcck"
     model = make_model(caption_tokenizer)
     with pytest.raises(ValueError, match=rf"{folder}.*2 tokens.*49408"):
@@ -91,14 +66,6 @@ def test_from_clip_without_tokenizer_files_is_refused(tmp_path, caption_tokenize
         str(directory), caption_tokenizer=caption_tokenizer, max_label_length=8, decoder_num_heads=4
     )
     assert model.tokenize_captions(["hello"])[0, :3].tolist() == [49406, 3306, 49407]
-
-
-def test_converter_without_clip_tokenizer_files_is_refused(tmp_path):
-    from modeling_clip4str.convert_clip4str_original_to_hf import ConversionError
-
-    _, folder = _not_clip_tokenizer(tmp_path)
-    with pytest.raises(ConversionError, match=rf"{folder}.*--clip-tokenizer"):
-        _convert(tmp_path, REFERENCE / "reference_state_dict.pt", clip_tokenizer=str(folder))
 
 
 def test_saved_model_with_a_broken_caption_tokenizer_is_refused_on_load(tmp_path, caption_tokenizer):
@@ -240,66 +207,6 @@ def test_seq2seq_trainer_generation_settings_are_honoured_or_refused(tmp_path, c
     assert processor.batch_decode(torch.as_tensor(predictions)) == [text[:2] for text in full]
     with pytest.raises(ValueError, match="num_beams=2"):
         trainer(generation_num_beams=2).predict(dataset)
-
-
-# --- converted checkpoints --------------------------------------------------------------------------------------------
-def test_converter_refuses_nan_or_infinite_weights_naming_them(tmp_path, reference_state_dict):
-    from modeling_clip4str.convert_clip4str_original_to_hf import ConversionError
-
-    state_dict = dict(reference_state_dict)
-    head = state_dict["visual_decoder.head.weight"].clone()
-    head[0, :2] = float("nan")
-    state_dict["visual_decoder.head.weight"] = head
-    state_dict["clip_model.ln_final.bias"] = torch.full_like(state_dict["clip_model.ln_final.bias"], float("inf"))
-    named = r"clip_model\.ln_final\.bias \(128 of 128\).*visual_decoder\.head\.weight \(2 of"
-    with pytest.raises(ConversionError, match=named):
-        _convert(tmp_path, state_dict)
-
-
-def test_converter_names_a_missing_checkpoint(tmp_path):
-    from modeling_clip4str.convert_clip4str_original_to_hf import ConversionError
-
-    with pytest.raises(ConversionError, match=r"No checkpoint at .*absent\.ckpt"):
-        _convert(tmp_path, tmp_path / "absent.ckpt")
-
-
-def test_converter_names_an_empty_checkpoint(tmp_path):
-    from modeling_clip4str.convert_clip4str_original_to_hf import ConversionError
-
-    (tmp_path / "empty.ckpt").write_bytes(b"")
-    with pytest.raises(ConversionError, match=r"empty\.ckpt is empty \(0 bytes\)"):
-        _convert(tmp_path, tmp_path / "empty.ckpt")
-
-
-def test_converter_names_a_truncated_checkpoint(tmp_path):
-    from modeling_clip4str.convert_clip4str_original_to_hf import ConversionError
-
-    data = (REFERENCE / "reference.ckpt").read_bytes()
-    (tmp_path / "half.ckpt").write_bytes(data[: len(data) // 2])
-    with pytest.raises(ConversionError, match=r"half\.ckpt cannot be read.*truncated or corrupted"):
-        _convert(tmp_path, tmp_path / "half.ckpt")
-
-
-def test_converter_names_a_file_that_is_not_a_checkpoint(tmp_path):
-    from modeling_clip4str.convert_clip4str_original_to_hf import ConversionError
-
-    (tmp_path / "page.ckpt").write_text("<html>Not found</html>")
-    with pytest.raises(ConversionError, match=r"page\.ckpt is not a PyTorch checkpoint") as raised:
-        _convert(tmp_path, tmp_path / "page.ckpt")
-    assert "allow-unsafe-pickle" not in str(raised.value)
-
-
-def test_converter_names_a_misshaped_ln_final(tmp_path, reference_state_dict):
-    from modeling_clip4str.convert_clip4str_original_to_hf import ConversionError
-
-    for shape in ((65,), (0,)):
-        state_dict = dict(reference_state_dict, **{"clip_model.ln_final.weight": torch.ones(shape)})
-        with pytest.raises(ConversionError, match=rf"clip_model\.ln_final\.weight has shape \({shape[0]},\)"):
-            _convert(tmp_path, state_dict)
-    state_dict = dict(reference_state_dict, **{"clip_model.ln_final.weight": torch.ones(128, 2)})
-    named = r"mis-shaped: text_model\.final_layer_norm\.weight \(checkpoint \(128, 2\)"
-    with pytest.raises(ConversionError, match=named):
-        _convert(tmp_path, state_dict)
 
 
 # --- crashes that now have an answer ------------------------------------------------------------------------------
