@@ -26,9 +26,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from transformers import GenerationConfig
+import torch
+from transformers import GenerationConfig, GenerationMixin
 
-from .reading_clip4str import check_max_positions
+from .backend_clip4str import TorchBackend, check_pixel_values
+from .outputs_clip4str import CLIP4STRGenerateOutput
+from .reading_clip4str import ReadingLoop, check_max_positions
 
 # Generation settings that carry no decoding choice.
 _WITHOUT_EFFECT = {"use_cache", "synced_gpus", "attention_mask", "transformers_version", "_from_model_config"}
@@ -118,4 +121,60 @@ def reading_request(kwargs: dict, config, return_dict_in_generate: bool) -> Read
     )
 
 
-__all__ = ["ReadingRequest", "align_generation_config", "reading_request"]
+class CLIP4STRGenerationMixin(GenerationMixin):
+    """`generate` for CLIP4STR: the reading loop over the model's PyTorch back-end, with transformers' generic
+    generation arguments honoured or refused as this module's docstring says."""
+
+    @torch.no_grad()
+    def generate(
+        self,
+        pixel_values: torch.FloatTensor | None = None,
+        refine_iters: int | None = None,
+        decode_ar: bool | None = None,
+        return_dict_in_generate: bool = False,
+        **kwargs,
+    ) -> torch.LongTensor | CLIP4STRGenerateOutput:
+        r"""
+        Read the text of word images: predict (visual branch, left to right), cross-check (cross-modal branch, left to
+        right), then `refine_iters` cloze refinement passes of both branches. Reading is greedy and deterministic.
+
+        Args:
+            pixel_values (`torch.FloatTensor` of shape `[B, 3, H, W]`): from [`CLIP4STRImageProcessor`]; integer
+                (raw) pixels and NaN or infinite values are refused.
+            refine_iters (`int`, *optional*): an integer >= 0; defaults to `config.refine_iters`.
+            decode_ar (`bool`, *optional*): left-to-right (default `config.decode_ar`) or all positions at once.
+            return_dict_in_generate (`bool`): return a [`CLIP4STRGenerateOutput`] instead of the ids alone.
+            kwargs: transformers' generic generation arguments. `max_new_tokens=n` / `max_length=n` cut the outputs to
+                their first n positions (the text then has at most n characters; the word is read in full first,
+                and without a start token in the output both count the same positions: the smaller applies);
+                `output_scores` / `output_logits` add `scores` to the dict output; a `generation_config` counts as
+                its non-default settings. Sampling, beams and other token-choice settings are refused by name; see
+                `generation_clip4str` for the full rule.
+
+        Returns:
+            `torch.LongTensor` `[B, positions]` of character ids (`[P]` after the first `[E]`), or
+            [`CLIP4STRGenerateOutput`]. Decode them with `processor.batch_decode`.
+        """
+        pixel_values = _generate_input(pixel_values, kwargs)
+        request = reading_request(kwargs, self.config, return_dict_in_generate)
+        output = ReadingLoop(TorchBackend(self), self.config).generate(
+            pixel_values, refine_iters, decode_ar, request.max_positions, request.return_dict_in_generate
+        )
+        if not request.return_dict_in_generate:
+            return output["sequences"]
+        scores = tuple(output["logits"].unbind(1)) if request.output_scores else None
+        return CLIP4STRGenerateOutput(**output, scores=scores)
+
+
+def _generate_input(pixel_values, kwargs: dict) -> torch.Tensor:
+    """The images `generate` reads: `pixel_values`, or `inputs` as generic callers name them."""
+    if pixel_values is None:
+        pixel_values = kwargs.pop("inputs", None)
+    if pixel_values is None:
+        raise ValueError("generate needs `pixel_values`.")
+    kwargs.pop("labels", None)  # `Seq2SeqTrainer` passes its whole batch; reading never looks at the labels
+    check_pixel_values(pixel_values)
+    return pixel_values
+
+
+__all__ = ["CLIP4STRGenerationMixin", "ReadingRequest", "align_generation_config", "reading_request"]

@@ -6,7 +6,7 @@ import os
 
 import torch
 from torch import nn
-from transformers import CLIPTextModel, CLIPVisionModel, GenerationMixin, PreTrainedModel
+from transformers import CLIPTextModel, CLIPVisionModel, PreTrainedModel
 from transformers import initialization as init
 
 from .backend_clip4str import (
@@ -20,7 +20,7 @@ from .caption_clip4str import CaptionIds, TextTower, check_caption_tokenizer, fr
 from .configuration_clip4str import CLIP4STRConfig
 from .decoder_clip4str import CLIP4STRDecoder
 from .outputs_clip4str import CLIP4STRGenerateOutput, CLIP4STROutput
-from .generation_clip4str import align_generation_config, reading_request
+from .generation_clip4str import CLIP4STRGenerationMixin, align_generation_config
 from .loss_clip4str import permutation_loss, permuted_batch
 from .reading_clip4str import ReadingLoop, check_image_size
 from .saving_clip4str import (
@@ -76,7 +76,7 @@ class CLIP4STRPreTrainedModel(PreTrainedModel):
         apply(self, self._initialize_weights)
 
 
-class CLIP4STRForSceneTextRecognition(CLIP4STRPreTrainedModel, GenerationMixin):
+class CLIP4STRForSceneTextRecognition(CLIP4STRPreTrainedModel, CLIP4STRGenerationMixin):
     r"""
     CLIP4STR. The visual branch decodes characters from the CLIP image memory; the cross-modal branch encodes the
     visual prediction with the CLIP text tower as a caption and decodes again from image + caption memory.
@@ -251,46 +251,6 @@ class CLIP4STRForSceneTextRecognition(CLIP4STRPreTrainedModel, GenerationMixin):
         `decoder_attentions` (from `model(pixel_values, output_attentions=True)`); see [`attention_maps`]."""
         return attention_maps(self.config, decoder_attentions, layer)
 
-    @torch.no_grad()
-    def generate(
-        self,
-        pixel_values: torch.FloatTensor | None = None,
-        refine_iters: int | None = None,
-        decode_ar: bool | None = None,
-        return_dict_in_generate: bool = False,
-        **kwargs,
-    ) -> torch.LongTensor | CLIP4STRGenerateOutput:
-        r"""
-        Read the text of word images: predict (visual branch, left to right), cross-check (cross-modal branch, left to
-        right), then `refine_iters` cloze refinement passes of both branches. Reading is greedy and deterministic.
-
-        Args:
-            pixel_values (`torch.FloatTensor` of shape `[B, 3, H, W]`): from [`CLIP4STRImageProcessor`]; integer
-                (raw) pixels and NaN or infinite values are refused.
-            refine_iters (`int`, *optional*): an integer >= 0; defaults to `config.refine_iters`.
-            decode_ar (`bool`, *optional*): left-to-right (default `config.decode_ar`) or all positions at once.
-            return_dict_in_generate (`bool`): return a [`CLIP4STRGenerateOutput`] instead of the ids alone.
-            kwargs: transformers' generic generation arguments. `max_new_tokens=n` / `max_length=n` cut the outputs to
-                their first n positions (the text then has at most n characters; the word is read in full first,
-                and without a start token in the output both count the same positions: the smaller applies);
-                `output_scores` / `output_logits` add `scores` to the dict output; a `generation_config` counts as
-                its non-default settings. Sampling, beams and other token-choice settings are refused by name; see
-                `generation_clip4str` for the full rule.
-
-        Returns:
-            `torch.LongTensor` `[B, positions]` of character ids (`[P]` after the first `[E]`), or
-            [`CLIP4STRGenerateOutput`]. Decode them with `processor.batch_decode`.
-        """
-        pixel_values = _generate_input(pixel_values, kwargs)
-        request = reading_request(kwargs, self.config, return_dict_in_generate)
-        output = ReadingLoop(TorchBackend(self), self.config).generate(
-            pixel_values, refine_iters, decode_ar, request.max_positions, request.return_dict_in_generate
-        )
-        if not request.return_dict_in_generate:
-            return output["sequences"]
-        scores = tuple(output["logits"].unbind(1)) if request.output_scores else None
-        return CLIP4STRGenerateOutput(**output, scores=scores)
-
     @classmethod
     def from_clip(cls, pretrained_model_name_or_path, caption_tokenizer=None, **config_overrides):
         """A new CLIP4STR (fresh decoders) on a Hugging Face CLIP checkpoint; see [`model_from_clip`]."""
@@ -320,17 +280,6 @@ class CLIP4STRForSceneTextRecognition(CLIP4STRPreTrainedModel, GenerationMixin):
             save_beside_weights(save_directory, self.caption_tokenizer)
         if push_to_hub:
             upload_directory(save_directory, **upload)
-
-
-def _generate_input(pixel_values, kwargs: dict) -> torch.Tensor:
-    """The images `generate` reads: `pixel_values`, or `inputs` as generic callers name them."""
-    if pixel_values is None:
-        pixel_values = kwargs.pop("inputs", None)
-    if pixel_values is None:
-        raise ValueError("generate needs `pixel_values`.")
-    kwargs.pop("labels", None)  # `Seq2SeqTrainer` passes its whole batch; reading never looks at the labels
-    check_pixel_values(pixel_values)
-    return pixel_values
 
 
 def _check_labels_have_characters(labels: torch.LongTensor, config) -> None:
