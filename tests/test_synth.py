@@ -511,3 +511,37 @@ def test_real_words_follow_the_charset():
     assert any(not word.islower() for word in plain)
     with pytest.raises(ValueError):
         real_word(rng, letters, 1, 5, language="fr")
+
+
+def test_font_collection_and_held_out_families(tmp_path):
+    """`--fonts collection` draws the classic style from the open-licence collection; `--exclude-fonts` keeps a family
+    out of training (to measure reading in unseen faces), and the config says so; an explicit `--words real` with
+    `--language vi` draws Vietnamese dictionary words rather than the made-up syllables."""
+    import pyarrow.parquet as pq
+
+    from training.synthesis import realistic_fonts
+    from training.synthesis.fonts import exclude_fonts, font_family, resolve_fonts
+    from training.synthesis.vietnamese import VIETNAMESE_CHARSET
+    from training.synthesis.words import frequency_words
+
+    collection = resolve_fonts(["collection"])
+    assert collection == realistic_fonts() and len({font_family(font) for font in collection}) > 10
+    kept = exclude_fonts(collection, ["montserrat", "Vollkorn"])
+    assert kept and not any(font_family(font) in ("Montserrat", "Vollkorn") for font in kept)
+    assert len(kept) < len(collection) and set(kept) < set(collection)
+
+    out = tmp_path / "vi-real"
+    main([str(out), "--num-train", "60", "--num-test", "10", "--language", "vi", "--words", "real", "--charset",
+          VIETNAMESE_CHARSET, "--fonts", "collection", "--exclude-fonts", "Montserrat", "--max-len", "8",
+          "--workers", "1", "--layout", "left", "--colors", "dark-on-light"])
+    config = json.loads((out / "synth_config.json").read_text(encoding="utf-8"))
+    assert config["words"] == "real" and config["exclude_fonts"] == ["Montserrat"]
+    assert not any("Montserrat" in name for name in config["fonts"])
+    assert any(reason.startswith("excluded") for reason in config["fonts_left_out"].values())
+    train = pq.read_table(out / "train").to_pydict()
+    assert not any("Montserrat" in name for name in train["font"])
+    dictionary = {word.casefold() for word in frequency_words("vi")}
+    assert sum(word.casefold() in dictionary for word in train["text"]) >= 15  # about half are dictionary words
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "none"), "--num-train", "2", "--num-test", "1", "--fonts", "DejaVuSans.ttf",
+              "--exclude-fonts", "DejaVu", "--workers", "1"])

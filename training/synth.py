@@ -79,8 +79,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
                              "photo-like scenes, either polarity, outlines, shadows, neighbouring text, perspective, "
                              "curves, blur, JPEG, with real words and a large font collection (see the module doc)")
     parser.add_argument("--language", choices=LANGUAGES, default="en",
-                        help="classic: en uses the --words generator over --charset, vi Vietnamese syllables (same as "
-                             "--words vi); realistic: the language of the real words")
+                        help="the language of the words: classic style, en draws --words over --charset (default "
+                             "mixed), vi made-up Vietnamese syllables (default --words vi); --words real draws the "
+                             "language's frequency list (both styles)")
     parser.add_argument("--words", choices=WORD_KINDS, default=None,
                         help="random strings, pronounceable pseudo-words, half of each, Vietnamese words, or real "
                              "words with numbers and punctuation (default: mixed, vi with --language vi; real with "
@@ -112,7 +113,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--fonts", nargs="+", default=None,
                         help="fonts to draw with: font files (.ttf, .otf, .ttc) or directories of them, name fragments "
                              "of matplotlib's fonts (DejaVu, DejaVuSansMono), or installed family names (default: "
-                             "matplotlib's fonts). Each word is drawn only with fonts that cover all its characters.")
+                             "matplotlib's fonts), or `collection`: the realistic style's open-licence collection "
+                             "(pretix-fontpack-free and matplotlib). Each word is drawn only with fonts that cover "
+                             "all its characters.")
+    parser.add_argument("--exclude-fonts", nargs="+", default=None, metavar="NAME",
+                        help="leave out fonts whose family or file name contains one of these (any case), e.g. "
+                             "families held out to measure reading in unseen faces")
     parser.add_argument("--layout-engine", choices=LAYOUT_ENGINES, default=None,
                         help="Pillow's text layout (default: raqm when Pillow finds it, else basic; recorded in "
                              "synth_config.json). Give it to render the same images on machines that differ.")
@@ -123,14 +129,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
     words = args.words
     if words is None and args.style == "classic":
         words = "vi" if args.language == "vi" else "mixed"
-    elif args.language == "vi" and args.style == "classic":
-        words = "vi"
     try:
         summary = generate_dataset(
             args.out_dir, args.num_train, args.num_test, charset=args.charset, min_len=args.min_len,
             max_len=args.max_len, seed=args.seed, image_height=args.image_height, image_width=args.image_width,
             words=words, num_train_words=args.num_train_words, augment=args.augment,
             test_augment=args.test_augment, layout=args.layout, colors=args.colors, fonts=args.fonts,
+            exclude_fonts=args.exclude_fonts,
             workers=args.workers, verbose=True, words_file=args.words_file, layout_engine=args.layout_engine,
             style=args.style, language=args.language, min_contrast=args.min_contrast,
         )

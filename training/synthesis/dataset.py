@@ -16,6 +16,7 @@ from .fonts import (
     OPEN_LICENCES,
     bundled_fonts,
     default_layout_engine,
+    exclude_fonts as without_fonts,
     font_family,
     realistic_fonts,
     resolve_fonts,
@@ -88,6 +89,7 @@ def generate_dataset(
     layout: str = "tight",
     colors: str = "random",
     fonts: Sequence[str] | None = None,
+    exclude_fonts: Sequence[str] | None = None,
     workers: int | None = None,
     shard_rows: int = SHARD_ROWS,
     verbose: bool = False,
@@ -104,7 +106,7 @@ def generate_dataset(
 
     `words`: a built-in generator (see [`WORD_KINDS`]; `charset` defaults to its alphabet, the lengths to 3-10, or
     1-14 for Vietnamese), unless `words_file` gives the words (one per line; `charset`, if given, keeps only the
-    words it can write). `fonts`: see [`~training.synthesis.fonts.resolve_fonts`]. `layout_engine`: Pillow's text layout,
+    words it can write). `fonts`: see [`~training.synthesis.fonts.resolve_fonts`]; `exclude_fonts`: families left out ([`~training.synthesis.fonts.exclude_fonts`]). `layout_engine`: Pillow's text layout,
     "basic" or "raqm" (default: Pillow's own choice, recorded in the summary). `chunk_size`: words per task of a worker
     process (the images do not depend on it, nor on `workers`).
 
@@ -143,6 +145,10 @@ def generate_dataset(
         candidates = realistic_fonts() if not fonts else resolve_fonts(fonts, bundled=bundled_fonts())
     else:
         candidates = resolve_fonts(fonts)
+    kept = without_fonts(candidates, exclude_fonts)
+    excluded, candidates = [font for font in candidates if font not in kept], kept
+    if not candidates:
+        raise ValueError(f"--exclude-fonts {' '.join(exclude_fonts)} leaves no font to draw with.")
     dropped_words: list[str] = []
     if word_list is None and realistic:
         # Each word is matched font by font (the charset may hold characters only some fonts draw); words may be
@@ -184,11 +190,12 @@ def generate_dataset(
         "versions": rendering_versions(style),
         "style": style, "language": language, "min_contrast": min_contrast,
         "augment": augment, "test_augment": test_augment, "layout": layout, "colors": colors,
-        "layout_engine": layout_engine,
+        "layout_engine": layout_engine, "exclude_fonts": list(exclude_fonts or []),
         "fonts": [Path(f).name for f in plan.fonts],
         "characters": characters,
         "font_coverage": plan.describe(),
-        "fonts_left_out": {Path(font).name: reason for font, reason in plan.left_out.items()},
+        "fonts_left_out": {**{Path(font).name: "excluded (--exclude-fonts)" for font in excluded},
+                           **{Path(font).name: reason for font, reason in plan.left_out.items()}},
         "words_without_font": {"count": len(dropped_words), "examples": dropped_words[:20]},
         "images_per_font": {},
     }

@@ -39,6 +39,8 @@ _ASCII_GLYPH_NAMES = {
 
 
 FONT_SUFFIXES = (".ttf", ".otf", ".ttc", ".otc")
+# `--fonts collection`: the open-licence collection (the realistic style's default), for any style.
+FONT_COLLECTION = "collection"
 _PROBE = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _UNINFORMATIVE_GLYPH_NAME = re.compile(r"^(glyph|cid|gid)\d+$")
 _CODE_POINT_NAME = re.compile(r"^(uni|u)[0-9A-Fa-f]{4,6}$")
@@ -152,7 +154,8 @@ def resolve_fonts(names: Sequence[str] | None, bundled: Sequence[str] | None = N
     """Font files for `--fonts`: paths of font files (.ttf, .otf, .ttc) or of directories holding them, file names or
     name fragments of the bundled font files (default: matplotlib's: "DejaVuSans.ttf", "DejaVu", "DejaVuSansMono"; the
     realistic style passes [`realistic_fonts`], so "Roboto" or "Lato" work there), or family names of installed
-    fonts ("Noto Sans CJK SC", looked up with matplotlib's font manager). Default: every bundled font file."""
+    fonts ("Noto Sans CJK SC", looked up with matplotlib's font manager), or "collection": the open-licence
+    collection of [`realistic_fonts`]. Default: every bundled font file."""
     if bundled is None:
         bundled = sorted(str(path) for path in matplotlib_font_dir().glob("*.ttf"))
     bundled = list(bundled)
@@ -161,7 +164,9 @@ def resolve_fonts(names: Sequence[str] | None, bundled: Sequence[str] | None = N
     found = []
     for name in names:
         path = Path(name).expanduser()
-        if path.is_file():
+        if name == FONT_COLLECTION:
+            found += realistic_fonts()
+        elif path.is_file():
             found.append(str(path))
         elif path.is_dir():
             found += sorted(str(file) for file in path.rglob("*") if file.suffix.lower() in FONT_SUFFIXES)
@@ -176,6 +181,17 @@ def resolve_fonts(names: Sequence[str] | None, bundled: Sequence[str] | None = N
                 )
             found += matches
     return tuple(dict.fromkeys(found))
+
+
+def exclude_fonts(fonts: Sequence[str], names: Sequence[str] | None) -> tuple[str, ...]:
+    """`fonts` without those whose family name ([`font_family`]) or file name contains one of `names` (any case):
+    e.g. families held out of training to measure reading in faces never seen."""
+    if not names:
+        return tuple(fonts)
+    wanted = [name.casefold() for name in names]
+    return tuple(font for font in fonts
+                 if not any(name in font_family(font).casefold() or name in Path(font).name.casefold()
+                            for name in wanted))
 
 
 def _installed_family(family: str) -> list[str]:
