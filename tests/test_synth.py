@@ -515,7 +515,8 @@ def test_real_words_follow_the_charset():
 
 def test_font_collection_and_held_out_families(tmp_path):
     """`--fonts collection` draws the classic style from the open-licence collection; `--exclude-fonts` keeps a family
-    out of training (to measure reading in unseen faces), and the config says so; an explicit `--words real` with
+    out of training and `--test-fonts` renders the held-out words in it (reading in unseen faces), and the config
+    says so; an explicit `--words real` with
     `--language vi` draws Vietnamese dictionary words rather than the made-up syllables."""
     import pyarrow.parquet as pq
 
@@ -532,16 +533,22 @@ def test_font_collection_and_held_out_families(tmp_path):
 
     out = tmp_path / "vi-real"
     main([str(out), "--num-train", "60", "--num-test", "10", "--language", "vi", "--words", "real", "--charset",
-          VIETNAMESE_CHARSET, "--fonts", "collection", "--exclude-fonts", "Montserrat", "--max-len", "8",
-          "--workers", "1", "--layout", "left", "--colors", "dark-on-light"])
+          VIETNAMESE_CHARSET, "--fonts", "collection", "--exclude-fonts", "Montserrat", "--test-fonts", "Montserrat",
+          "--max-len", "8", "--workers", "1", "--layout", "left", "--colors", "dark-on-light"])
     config = json.loads((out / "synth_config.json").read_text(encoding="utf-8"))
     assert config["words"] == "real" and config["exclude_fonts"] == ["Montserrat"]
     assert not any("Montserrat" in name for name in config["fonts"])
     assert any(reason.startswith("excluded") for reason in config["fonts_left_out"].values())
     train = pq.read_table(out / "train").to_pydict()
+    test = pq.read_table(out / "test").to_pydict()
     assert not any("Montserrat" in name for name in train["font"])
+    assert test["font"] and all("Montserrat" in name for name in test["font"])
+    assert not {word.casefold() for word in train["text"]} & {word.casefold() for word in test["text"]}
     dictionary = {word.casefold() for word in frequency_words("vi")}
     assert sum(word.casefold() in dictionary for word in train["text"]) >= 15  # about half are dictionary words
     with pytest.raises(SystemExit):
         main([str(tmp_path / "none"), "--num-train", "2", "--num-test", "1", "--fonts", "DejaVuSans.ttf",
               "--exclude-fonts", "DejaVu", "--workers", "1"])
+    with pytest.raises(SystemExit):  # the realistic style picks fonts per word: one set for both splits
+        main([str(tmp_path / "none"), "--num-train", "2", "--num-test", "1", "--style", "realistic",
+              "--test-fonts", "Montserrat", "--workers", "1"])

@@ -116,6 +116,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
                              "matplotlib's fonts), or `collection`: the realistic style's open-licence collection "
                              "(pretix-fontpack-free and matplotlib). Each word is drawn only with fonts that cover "
                              "all its characters.")
+    parser.add_argument("--test-fonts", nargs="+", default=None, metavar="FONT",
+                        help="render the test split with these fonts instead (as --fonts; e.g. the families "
+                             "--exclude-fonts keeps out of training): held-out words in unseen faces")
     parser.add_argument("--exclude-fonts", nargs="+", default=None, metavar="NAME",
                         help="leave out fonts whose family or file name contains one of these (any case), e.g. "
                              "families held out to measure reading in unseen faces")
@@ -135,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             max_len=args.max_len, seed=args.seed, image_height=args.image_height, image_width=args.image_width,
             words=words, num_train_words=args.num_train_words, augment=args.augment,
             test_augment=args.test_augment, layout=args.layout, colors=args.colors, fonts=args.fonts,
-            exclude_fonts=args.exclude_fonts,
+            exclude_fonts=args.exclude_fonts, test_fonts=args.test_fonts,
             workers=args.workers, verbose=True, words_file=args.words_file, layout_engine=args.layout_engine,
             style=args.style, language=args.language, min_contrast=args.min_contrast,
         )

@@ -90,6 +90,7 @@ def generate_dataset(
     colors: str = "random",
     fonts: Sequence[str] | None = None,
     exclude_fonts: Sequence[str] | None = None,
+    test_fonts: Sequence[str] | None = None,
     workers: int | None = None,
     shard_rows: int = SHARD_ROWS,
     verbose: bool = False,
@@ -177,6 +178,7 @@ def generate_dataset(
             raise ValueError(f"No font among {len(candidates)} covers any word of {words_file}: pass fonts for this "
                              "script with --fonts (font files, directories, or installed family names).")
         train_words, test_words = split_word_list(usable, num_train, num_test, seed)
+    test_plan = plan if not test_fonts else _test_font_plan(test_fonts, charset, realistic or word_list is not None)
     workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
     test_augment = augment if test_augment is None else test_augment
     characters = "".join(sorted({char for word in train_words + test_words for char in word}))
@@ -192,6 +194,7 @@ def generate_dataset(
         "augment": augment, "test_augment": test_augment, "layout": layout, "colors": colors,
         "layout_engine": layout_engine, "exclude_fonts": list(exclude_fonts or []),
         "fonts": [Path(f).name for f in plan.fonts],
+        "test_fonts": [Path(f).name for f in test_plan.fonts],
         "characters": characters,
         "font_coverage": plan.describe(),
         "fonts_left_out": {**{Path(font).name: "excluded (--exclude-fonts)" for font in excluded},
@@ -225,10 +228,11 @@ def generate_dataset(
             style.update(style="realistic", min_contrast=min_contrast)
         elif min_contrast != 0.35:
             style.update(min_contrast=min_contrast)
-        eligible = [plan.eligible(word) for word in split_words]
-        rendered = _render_all(split_words, eligible, seed, split_id, plan.fonts, style, workers, chunk_size,
-                               font_weights, progress=split if verbose else None)
-        font_names = [Path(plan.fonts[index]).name for _, index in rendered]
+        split_plan = test_plan if split == "test" else plan
+        eligible = [split_plan.eligible(word) for word in split_words]
+        rendered = _render_all(split_words, eligible, seed, split_id, split_plan.fonts, style, workers, chunk_size,
+                               font_weights if split_plan is plan else None, progress=split if verbose else None)
+        font_names = [Path(split_plan.fonts[index]).name for _, index in rendered]
         files = _write_split(out, split, [png for png, _ in rendered], split_words, font_names, shard_rows)
         summary[f"{split}_files"] = [Path(p).name for p in files]
         summary["images_per_font"][split] = dict(sorted(Counter(font_names).items()))
@@ -239,6 +243,18 @@ def generate_dataset(
         json.dump(summary, handle, indent=2, ensure_ascii=False)
     (out / "README.md").write_text(dataset_card(summary), encoding="utf-8")
     return summary
+
+
+def _test_font_plan(test_fonts: Sequence[str], charset: str, unsupported: bool) -> FontPlan:
+    """The fonts of the test split when they differ from training's (`test_fonts`, e.g. families excluded from
+    training): each must draw the whole charset, as the classic style's generated words need."""
+    if unsupported:
+        raise ValueError("--test-fonts works with the classic style's generated words (not with --style realistic "
+                         "or --words-file).")
+    plan = FontPlan.for_charset(resolve_fonts(test_fonts), charset)
+    if not plan.fonts:
+        raise ValueError(f"None of the test fonts {list(test_fonts)} can render the charset.")
+    return plan
 
 
 def dataset_card(summary: dict) -> str:

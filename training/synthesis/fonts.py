@@ -155,7 +155,8 @@ def resolve_fonts(names: Sequence[str] | None, bundled: Sequence[str] | None = N
     name fragments of the bundled font files (default: matplotlib's: "DejaVuSans.ttf", "DejaVu", "DejaVuSansMono"; the
     realistic style passes [`realistic_fonts`], so "Roboto" or "Lato" work there), or family names of installed
     fonts ("Noto Sans CJK SC", looked up with matplotlib's font manager), or "collection": the open-licence
-    collection of [`realistic_fonts`]. Default: every bundled font file."""
+    collection of [`realistic_fonts`]. A name fragment no bundled file has is looked up in that collection
+    ("Montserrat", "Vollkorn"). Default: every bundled font file."""
     if bundled is None:
         bundled = sorted(str(path) for path in matplotlib_font_dir().glob("*.ttf"))
     bundled = list(bundled)
@@ -171,7 +172,7 @@ def resolve_fonts(names: Sequence[str] | None, bundled: Sequence[str] | None = N
         elif path.is_dir():
             found += sorted(str(file) for file in path.rglob("*") if file.suffix.lower() in FONT_SUFFIXES)
         else:
-            matches = [font for font in bundled if name in Path(font).stem or name == Path(font).name]
+            matches = _fragment_matches(name, bundled) or _fragment_matches(name, realistic_fonts())
             matches = matches or _installed_family(name)
             if not matches:
                 raise ValueError(
@@ -181,6 +182,10 @@ def resolve_fonts(names: Sequence[str] | None, bundled: Sequence[str] | None = N
                 )
             found += matches
     return tuple(dict.fromkeys(found))
+
+
+def _fragment_matches(name: str, fonts: Sequence[str]) -> list[str]:
+    return [font for font in fonts if name in Path(font).stem or name == Path(font).name]
 
 
 def exclude_fonts(fonts: Sequence[str], names: Sequence[str] | None) -> tuple[str, ...]:
