@@ -367,6 +367,15 @@ def test_demo_runs_end_to_end_on_a_few_images(tmp_path, language):
     if language == "vi":
         assert summary["protocol"] == "model" and summary["charset_size"] == len(config.charset)
         assert sum(summary["character_errors"].values()) > 0  # two steps from random weights: errors, split by kind
+        # The real-words part: trained on beside the made-up words, its held-out words scored in unseen faces.
+        unseen = demo.WORDS_PART["vi"]["unseen_fonts"]
+        assert summary["unseen_fonts"] == list(unseen) and 0.0 <= summary["unseen_fonts_word_accuracy"] <= 1.0
+        words_config = json.loads((out / "data-words" / "synth_config.json").read_text(encoding="utf-8"))
+        assert words_config["words"] == "real" and words_config["exclude_fonts"] == list(unseen)
+        assert all(any(family in name for family in unseen) for name in words_config["test_fonts"])
+        assert not any(any(family in name for family in unseen) for name in words_config["fonts"])
+        assert "--train_weights 0.5 0.5" in result.stdout  # the command as echoed
+        assert "## Real words in unseen faces" in (out / "results.md").read_text(encoding="utf-8")
 
 
 # --------------------------------------------------------------------------------------------------------------------

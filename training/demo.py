@@ -76,6 +76,12 @@ DATA_VI = dict(num_train=100_000, num_test=1_000, min_len=1, max_len=10, augment
 # shipped seed, not for every seed.
 TRAIN_VI = dict(max_steps=10000, batch_size=32, learning_rate=2e-3, decoder_heads=2, perm_num=2, refine_iters=0)
 RECIPES = {"en": (DATA, TRAIN), "vi": (DATA_VI, TRAIN_VI)}
+# A second synthetic part, mixed into the training stream by `weight`: real words of the language (`synth --words
+# real`: wordfreq's list in any case, two written together, made-up words, random strings) in the faces of the
+# open-licence collection that draw the whole charset, the `unseen_fonts` families held out. Its held-out words are
+# rendered in those families only: words and faces the model never trained on, scored beside the first part's held-out
+# words. For Vietnamese it teaches reading beyond the eight DejaVu faces (docs/DEMO.md has the measurements).
+WORDS_PART = {"vi": dict(weight=0.5, num_train=60_000, num_test=1_000, unseen_fonts=("Montserrat", "Vollkorn"))}
 # With real crops (--real-data): their default share of the training stream (the real sources split it in proportion
 # to their training crops), and the longest word the model reads. Real words run longer than the synthetic 3 to 8
 # characters (about 8 % of the IIIT5k and IC15 training words have 9 to 22), and every length is scored.
@@ -223,6 +229,10 @@ def main():
         synth += ["--language", args.language]
     synth += ["--layout-engine", data_recipe["layout_engine"]]
     times["data"] = run(synth, out / "synth.log")
+    words_part, words_data = WORDS_PART.get(args.language), out / "data-words"
+    if words_part:
+        times["data_words"] = run(words_synth_command(words_data, args.language, words_part, data_recipe, num_train,
+                                                      num_test, args.seed), out / "synth_words.log")
 
     # Real crops: the training part and the held-out validation part of each source (only the latter when the demo
     # merely scores the shared sets).
@@ -240,18 +250,21 @@ def main():
     else:
         # The model reads the characters of its training labels (NFC, code-point order).
         charset_file = out / "charset.txt"
-        times["charset"] = run([sys.executable, "-m", "training.tools.build_charset", str(data), "--output",
+        times["charset"] = run([sys.executable, "-m", "training.tools.build_charset", str(data),
+                                *([str(words_data)] if words_part else []), "--output",
                                 str(charset_file), "--report", str(out / "charset_counts.tsv")], out / "charset.log")
         charset = charset_file.read_text(encoding="utf-8").strip("\n")
         charset_options = ["--charset_file", str(charset_file), "--caption_charset", charset]
 
-    train_sources, weight_options = [str(data)], []
-    max_label_length = data_recipe["max_len"]
+    train_sources = [str(data)] + ([str(words_data)] if words_part else [])
+    synthetic_shares = [1.0 - words_part["weight"], words_part["weight"]] if words_part else [1.0]
+    weights, max_label_length = [1.0], data_recipe["max_len"]
     if train_on_real:
         train_sources += [record["directory"] for record in real_records]  # their `train` split: never validation
         weights = training_weights(real_weight, [record["num_train"] for record in real_records])
-        weight_options = ["--train_weights", *(f"{weight:.6g}" for weight in weights)]
         max_label_length = max(max_label_length, REAL["max_label_length"])
+    weights = [weights[0] * share for share in synthetic_shares] + weights[1:]  # [synthetic parts, real sources]
+    weight_options = ["--train_weights", *(f"{weight:.6g}" for weight in weights)] if len(weights) > 1 else []
 
     clip_dir = random_clip(out / "random-clip", args.seed)
     model_dir = out / "clip4str-demo"
@@ -283,6 +296,21 @@ def main():
         evaluate += ["--confusions", "20"]  # scored on the model's own charset: tone marks count
     times["evaluate"] = run(evaluate, out / "evaluate.log")
 
+    unseen_scores = None
+    if words_part:
+        unseen_results = out / "results_unseen_fonts.json"
+        times["evaluate_unseen_fonts"] = run([
+            sys.executable, "-m", "training.evaluate_str", "--model", str(model_dir), "--data-source", "hub",
+            "--data", f"unseen-fonts={words_data}", "--split", "test", "--batch-size", "100", "--no-progress",
+            "--output-json", str(unseen_results), "--output-markdown", str(out / "results_unseen_fonts.md"),
+        ], out / "evaluate_unseen_fonts.log")
+        unseen_scores = json.loads(unseen_results.read_text())
+        append_section(out / "results.md", out / "results_unseen_fonts.md", (
+            f"## Real words in unseen faces\n\nHeld-out real {args.language} words (never trained on, in any case), "
+            f"rendered in faces of families kept out of training ({', '.join(words_part['unseen_fonts'])}); "
+            f"{words_part['weight']:.0%} of the synthetic training stream was real words in the other faces of the "
+            "open-licence collection."))
+
     real_scores = None
     if real_records:
         # Every label length is scored (--max-label-length 0): a word longer than the model reads counts as wrong.
@@ -302,6 +330,10 @@ def main():
     times["total"] = time.perf_counter() - start
     summary = {"held_out_word_accuracy": accuracy, "training_steps": max_steps, "learning_rate": learning_rate,
                "seconds": {key: round(value, 1) for key, value in times.items()}, "grid": str(grid)}
+    if unseen_scores is not None:
+        summary = {"held_out_word_accuracy": accuracy,
+                   "unseen_fonts_word_accuracy": unseen_scores["combined"]["accuracy"],
+                   "unseen_fonts": list(words_part["unseen_fonts"]), **summary}
     if real_scores is not None:
         summary = {"held_out_word_accuracy": accuracy,
                    "real_held_out_word_accuracy": {name: result["accuracy"]
@@ -356,6 +388,31 @@ def real_summary(scores: dict, records: list[dict], trained: bool, weight: float
     }
 
 
+def words_synth_command(out: Path, language: str, part: dict, data_recipe: dict, num_train: int, num_test: int,
+                        seed: int) -> list[str]:
+    """The `training.synth` command of the real-words part (`WORDS_PART`), in the first part's look; its image counts
+    scale with the first part's (`--num-train` / `--num-test`)."""
+    from training.synthesis.vietnamese import VIETNAMESE_CHARSET
+
+    charset = VIETNAMESE_CHARSET if language == "vi" else CHARSET_EN
+    scale_train, scale_test = num_train / data_recipe["num_train"], num_test / data_recipe["num_test"]
+    return [sys.executable, "-m", "training.synth", str(out),
+            "--num-train", str(max(1, round(part["num_train"] * scale_train))),
+            "--num-test", str(max(1, round(part["num_test"] * scale_test))),
+            "--language", language, "--words", "real", "--charset", charset,
+            "--min-len", str(data_recipe["min_len"]), "--max-len", str(data_recipe["max_len"]),
+            "--augment", str(data_recipe["augment"]), "--colors", data_recipe["colors"],
+            "--layout", data_recipe["layout"], "--fonts", "collection",
+            "--exclude-fonts", *part["unseen_fonts"], "--test-fonts", *part["unseen_fonts"],
+            "--seed", str(seed), "--layout-engine", data_recipe["layout_engine"]]
+
+
+def append_section(results_md: Path, table_md: Path, heading: str) -> None:
+    """Add `heading` and the table of `table_md` to results.md."""
+    with open(results_md, "a", encoding="utf-8") as handle:
+        handle.write(f"\n{heading}\n\n" + table_md.read_text(encoding="utf-8"))
+
+
 def append_real_results(results_md: Path, real_md: Path, records: list[dict], trained: bool, weight: float) -> None:
     """Add the scores on the held-out real crops to results.md, below the synthetic words' table."""
     held_out = ", ".join(f"{record['num_validation']:,} of {record['name']}'s {record['num_records']:,}"
@@ -365,11 +422,9 @@ def append_real_results(results_md: Path, real_md: Path, records: list[dict], tr
         how = f"Trained on real crops: {training}, {weight:.0%} of the training stream; the rest synthetic words."
     else:
         how = "Not trained on real crops (synthetic words only)."
-    text = (f"\n## Real word crops: the held-out validation split\n\n{how}\nHeld out of training and scored here: "
-            f"{held_out} crops (`training/real_data.py`: {VALIDATION_RULE}). Every label length is scored.\n\n"
-            + real_md.read_text(encoding="utf-8"))
-    with open(results_md, "a", encoding="utf-8") as handle:
-        handle.write(text)
+    append_section(results_md, real_md, (
+        f"## Real word crops: the held-out validation split\n\n{how}\nHeld out of training and scored here: "
+        f"{held_out} crops (`training/real_data.py`: {VALIDATION_RULE}). Every label length is scored."))
 
 
 def write_grid(model_dir: Path, data: Path, path: Path, count: int = 24, language: str = "en") -> Path:
