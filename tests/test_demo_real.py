@@ -111,7 +111,8 @@ def test_demo_trains_on_real_crops_and_scores_their_held_out_split(tmp_path):
     _parquet_dir(tmp_path / "src" / "tiny_parquet", _labels(30, "p"))
     out = tmp_path / "demo"
     command = [sys.executable, "-m", "training.demo", "--output-dir", str(out), "--num-train", "64", "--num-test", "8",
-               "--max-steps", "2", "--real-weight", "0.4", "--real-data", str(tmp_path / "src" / "tiny_lmdb"),
+               "--max-steps", "2", "--real-max-steps", "2", "--real-weight", "0.4", "--real-data",
+               str(tmp_path / "src" / "tiny_lmdb"),
                str(tmp_path / "src" / "tiny_parquet")]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600,
                             env={**os.environ, "PYTHONPATH": str(REPO)})
@@ -128,19 +129,26 @@ def test_demo_trains_on_real_crops_and_scores_their_held_out_split(tmp_path):
     assert "held-out" in results_md and "Real word crops" in results_md
     assert "tiny_lmdb" in results_md and "tiny_parquet" in results_md
 
-    # run_str read the training parts only (their `train` split), with synthetic 0.6 and the real 0.4 split by size.
-    args = json.loads((out / "clip4str-demo" / "run_str_args.json").read_text())["data"]
-    assert args["train_datasets"] == [str(out / "data"), str(out / "real" / "tiny_lmdb"),
-                                      str(out / "real" / "tiny_parquet")]
+    # Stage 1 read the two synthetic parts (the demo's words, real words in the font collection) half and half;
+    # stage 2 went on from it with the training parts of the real sources (their `train` split): synthetic 0.6 shared
+    # by the two parts, the real 0.4 split by size.
+    synthetic = [str(out / "data"), str(out / "data-words")]
+    stage_1 = json.loads((out / "clip4str-demo-synthetic" / "run_str_args.json").read_text())
+    assert stage_1["data"]["train_datasets"] == synthetic and stage_1["data"]["train_weights"] == [0.5, 0.5]
+    stage_2 = json.loads((out / "clip4str-demo" / "run_str_args.json").read_text())
+    assert stage_2["model"]["model_name_or_path"] == str(out / "clip4str-demo-synthetic")
+    args = stage_2["data"]
+    assert args["train_datasets"] == synthetic + [str(out / "real" / "tiny_lmdb"), str(out / "real" / "tiny_parquet")]
     assert args["train_split"] == "train"
-    assert args["train_weights"] == pytest.approx([0.6, 0.4 * 32 / 56, 0.4 * 24 / 56], abs=1e-5)
+    assert args["train_weights"] == pytest.approx([0.3, 0.3, 0.4 * 32 / 56, 0.4 * 24 / 56], abs=1e-5)
+    assert summary["training_steps"] == 4 and "real_words_word_accuracy" in summary
     from training.data import load_str_dataset
 
     trained = set(load_str_dataset(str(out / "real" / "tiny_lmdb"), split="train", streaming=False)["text"])
     held_out = {lmdb_labels[i] for i in validation_indices(40)}
     assert not trained & held_out and trained | held_out == set(lmdb_labels)
     config = json.loads((out / "clip4str-demo" / "config.json").read_text())
-    assert config["max_label_length"] == 25  # real words longer than the synthetic ones can be read
+    assert config["max_label_length"] == 8  # as the synthetic words: a longer real word counts as wrong
 
 
 def test_demo_refuses_a_real_weight_without_real_data():

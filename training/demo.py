@@ -18,8 +18,10 @@ Steps (each one a command you can also run by hand; they are printed as they run
 
 Real word crops (`--real-data SRC [SRC ...]`: Hub ids, parquet / arrow / imagefolder directories, LMDB directories
 or trees, anything `run_str.py` reads): step 1c, `python -m training.real_data`, holds a fixed validation split out
-of each source (10 %, at least 300 crops; `training/real_data.py`) and writes the rest for training; `run_str.py`
-then mixes them into the synthetic words (`--real-weight`: their share of the training stream), and step 4b scores
+of each source (10 %, at least 300 crops; `training/real_data.py`) and writes the rest for training; the English
+synthetic words get a second part (real words in any case, digits and punctuation, either polarity, in every face of
+the open-licence collection: `WORDS_PART`); after the synthetic stage, a second `run_str.py` stage goes on from its
+model on the synthetic parts and the real crops (`--real-weight`: their share of that stream), and step 4b scores
 the model on each source's held-out crops (36-character protocol, every label length counted) next to the held-out
 synthetic words, in `results.md` and `summary.json`. Without `--real-data`, an English demo that finds the shared
 real sets (`../shared/data/real/IIIT5k_train` and `IC15_train` beside the repository) still scores its model on
@@ -81,11 +83,17 @@ RECIPES = {"en": (DATA, TRAIN), "vi": (DATA_VI, TRAIN_VI)}
 # open-licence collection that draw the whole charset, the `unseen_fonts` families held out. Its held-out words are
 # rendered in those families only: words and faces the model never trained on, scored beside the first part's held-out
 # words. For Vietnamese it teaches reading beyond the eight DejaVu faces (docs/DEMO.md has the measurements).
-WORDS_PART = {"vi": dict(weight=0.5, num_train=60_000, num_test=1_000, unseen_fonts=("Montserrat", "Vollkorn"))}
+# The English part is used with --real-data only (the synthetic-only recipe and its promise stay as they are): words in
+# any case, digits and punctuation, either polarity, cropped tight, in every face of the collection, more distorted.
+WORDS_PART = {
+    "vi": dict(weight=0.5, num_train=60_000, num_test=1_000, unseen_fonts=("Montserrat", "Vollkorn")),
+    "en": dict(weight=0.5, num_train=100_000, num_test=1_000, unseen_fonts=(), real_data_only=True,
+               look=dict(layout="tight", colors="random", augment=0.5, charset=None)),
+}
 # With real crops (--real-data): their default share of the training stream (the real sources split it in proportion
 # to their training crops), and the longest word the model reads. Real words run longer than the synthetic 3 to 8
 # characters (about 8 % of the IIIT5k and IC15 training words have 9 to 22), and every length is scored.
-REAL = dict(weight=0.5, max_label_length=25)
+REAL = dict(weight=0.5, max_steps=8000, learning_rate=1e-3)
 CHARSET_EN = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
@@ -197,6 +205,9 @@ def main():
                              "is held out and scored")
     parser.add_argument("--real-weight", type=float, default=None,
                         help=f"share of real crops in the training stream, in (0, 1] (default {REAL['weight']})")
+    parser.add_argument("--real-max-steps", type=int, default=None,
+                        help=f"with --real-data: the steps of the second stage, on synthetic and real crops, after the "
+                             f"synthetic stage's --max-steps (default {REAL['max_steps']})")
     parser.add_argument("--augment", action="store_true",
                         help="run_str.py's RandAugment on every training image, synthetic and real (off in the "
                              "recipe: the synthetic words carry their own distortions)")
@@ -204,8 +215,8 @@ def main():
                         help="without --real-data: do not score the model on the shared real sets' validation split")
     args = parser.parse_args()
     real_weight = REAL["weight"] if args.real_weight is None else args.real_weight
-    if args.real_weight is not None and not args.real_data:
-        parser.error("--real-weight needs --real-data.")
+    if (args.real_weight is not None or args.real_max_steps is not None) and not args.real_data:
+        parser.error("--real-weight and --real-max-steps need --real-data.")
     if not 0 < real_weight <= 1:
         parser.error(f"--real-weight must be in (0, 1], got {real_weight}.")
     data_recipe, train_recipe = RECIPES[args.language]
@@ -230,6 +241,8 @@ def main():
     synth += ["--layout-engine", data_recipe["layout_engine"]]
     times["data"] = run(synth, out / "synth.log")
     words_part, words_data = WORDS_PART.get(args.language), out / "data-words"
+    if words_part and words_part.get("real_data_only") and not args.real_data:
+        words_part = None
     if words_part:
         times["data_words"] = run(words_synth_command(words_data, args.language, words_part, data_recipe, num_train,
                                                       num_test, args.seed), out / "synth_words.log")
@@ -256,35 +269,40 @@ def main():
         charset = charset_file.read_text(encoding="utf-8").strip("\n")
         charset_options = ["--charset_file", str(charset_file), "--caption_charset", charset]
 
-    train_sources = [str(data)] + ([str(words_data)] if words_part else [])
+    # Stage 1: the synthetic parts. With real crops, stage 2 goes on from it on the synthetic parts and the real crops
+    # (measured: reading the synthetic words first, then adding the real ones, beats mixing them from the start).
+    synthetic_sources = [str(data)] + ([str(words_data)] if words_part else [])
     synthetic_shares = [1.0 - words_part["weight"], words_part["weight"]] if words_part else [1.0]
-    weights, max_label_length = [1.0], data_recipe["max_len"]
+    stages = [("train", synthetic_sources, synthetic_shares, max_steps, learning_rate)]
     if train_on_real:
-        train_sources += [record["directory"] for record in real_records]  # their `train` split: never validation
         weights = training_weights(real_weight, [record["num_train"] for record in real_records])
-        max_label_length = max(max_label_length, REAL["max_label_length"])
-    weights = [weights[0] * share for share in synthetic_shares] + weights[1:]  # [synthetic parts, real sources]
-    weight_options = ["--train_weights", *(f"{weight:.6g}" for weight in weights)] if len(weights) > 1 else []
+        stages.append(("train_real", synthetic_sources + [record["directory"] for record in real_records],
+                       [weights[0] * share for share in synthetic_shares] + weights[1:],  # their `train` split only
+                       args.real_max_steps or REAL["max_steps"], REAL["learning_rate"]))
 
     clip_dir = random_clip(out / "random-clip", args.seed)
     model_dir = out / "clip4str-demo"
-    times["train"] = run([
-        sys.executable, "-m", "training.run_str",
-        "--clip_model_name_or_path", str(clip_dir),
-        *charset_options, "--max_label_length", str(max_label_length),
-        "--image_size", *(str(value) for value in CLIP["input_size"]),
-        "--decoder_num_heads", str(train_recipe["decoder_heads"]), "--perm_num", str(train_recipe["perm_num"]),
-        "--refine_iters", str(train_recipe["refine_iters"]),
-        "--decoder_dropout", "0.0", "--num_frozen_text_layers", "-1",
-        "--train_datasets", *train_sources, *weight_options, "--streaming", "true",
-        "--augment", "true" if args.augment else "false",
-        "--output_dir", str(model_dir), "--overwrite_output_dir", "true",
-        "--max_steps", str(max_steps), "--per_device_train_batch_size", str(train_recipe["batch_size"]),
-        "--learning_rate", str(learning_rate), "--decoder_lr_multiplier", "1",
-        "--scale_lr_by_batch", "false", "--weight_decay", "0.05",
-        "--logging_steps", "250", "--save_strategy", "no", "--dataloader_num_workers", "1",
-        "--seed", str(args.seed), "--disable_tqdm", "true", "--language", args.language,
-    ], out / "train.log", threads=args.threads)
+    start_from = ["--clip_model_name_or_path", str(clip_dir), *charset_options,
+                  "--max_label_length", str(data_recipe["max_len"]),
+                  "--image_size", *(str(value) for value in CLIP["input_size"]),
+                  "--decoder_num_heads", str(train_recipe["decoder_heads"]), "--perm_num", str(train_recipe["perm_num"]),
+                  "--refine_iters", str(train_recipe["refine_iters"]),
+                  "--decoder_dropout", "0.0", "--num_frozen_text_layers", "-1"]
+    for index, (stage, sources, weights, steps, rate) in enumerate(stages):
+        stage_dir = model_dir if index == len(stages) - 1 else out / "clip4str-demo-synthetic"
+        weight_options = ["--train_weights", *(f"{weight:.6g}" for weight in weights)] if len(weights) > 1 else []
+        times[stage] = run([
+            sys.executable, "-m", "training.run_str", *start_from,
+            "--train_datasets", *sources, *weight_options, "--streaming", "true",
+            "--augment", "true" if args.augment else "false",
+            "--output_dir", str(stage_dir), "--overwrite_output_dir", "true",
+            "--max_steps", str(steps), "--per_device_train_batch_size", str(train_recipe["batch_size"]),
+            "--learning_rate", str(rate), "--decoder_lr_multiplier", "1",
+            "--scale_lr_by_batch", "false", "--weight_decay", "0.05",
+            "--logging_steps", "250", "--save_strategy", "no", "--dataloader_num_workers", "1",
+            "--seed", str(args.seed), "--disable_tqdm", "true", "--language", args.language,
+        ], out / f"{stage}.log", threads=args.threads)
+        start_from = ["--model_name_or_path", str(stage_dir)]
 
     results = out / "results.json"
     evaluate = [
@@ -296,20 +314,23 @@ def main():
         evaluate += ["--confusions", "20"]  # scored on the model's own charset: tone marks count
     times["evaluate"] = run(evaluate, out / "evaluate.log")
 
-    unseen_scores = None
+    words_scores = None
     if words_part:
-        unseen_results = out / "results_unseen_fonts.json"
-        times["evaluate_unseen_fonts"] = run([
+        unseen = words_part["unseen_fonts"]
+        name = "unseen-fonts" if unseen else "real-words"
+        words_results = out / f"results_{name}.json"
+        times[f"evaluate_{name}"] = run([
             sys.executable, "-m", "training.evaluate_str", "--model", str(model_dir), "--data-source", "hub",
-            "--data", f"unseen-fonts={words_data}", "--split", "test", "--batch-size", "100", "--no-progress",
-            "--output-json", str(unseen_results), "--output-markdown", str(out / "results_unseen_fonts.md"),
-        ], out / "evaluate_unseen_fonts.log")
-        unseen_scores = json.loads(unseen_results.read_text())
-        append_section(out / "results.md", out / "results_unseen_fonts.md", (
-            f"## Real words in unseen faces\n\nHeld-out real {args.language} words (never trained on, in any case), "
-            f"rendered in faces of families kept out of training ({', '.join(words_part['unseen_fonts'])}); "
-            f"{words_part['weight']:.0%} of the synthetic training stream was real words in the other faces of the "
-            "open-licence collection."))
+            "--data", f"{name}={words_data}", "--split", "test", "--batch-size", "100", "--no-progress",
+            "--output-json", str(words_results), "--output-markdown", str(out / f"results_{name}.md"),
+        ], out / f"evaluate_{name}.log")
+        words_scores = json.loads(words_results.read_text())
+        faces = (f"rendered in faces of families kept out of training ({', '.join(unseen)})" if unseen
+                 else "rendered as the training part's")
+        append_section(out / "results.md", out / f"results_{name}.md", (
+            f"## Real words{' in unseen faces' if unseen else ''}\n\nHeld-out real {args.language} words (never "
+            f"trained on, in any case), {faces}; {words_part['weight']:.0%} of the synthetic training stream was real "
+            "words in the faces of the open-licence collection."))
 
     real_scores = None
     if real_records:
@@ -328,11 +349,12 @@ def main():
     accuracy = scores["combined"]["accuracy"]
     grid = write_grid(model_dir, data, out / "predictions.png", language=args.language)
     times["total"] = time.perf_counter() - start
-    summary = {"held_out_word_accuracy": accuracy, "training_steps": max_steps, "learning_rate": learning_rate,
+    summary = {"held_out_word_accuracy": accuracy, "training_steps": sum(stage[3] for stage in stages),
+               "learning_rate": learning_rate,
                "seconds": {key: round(value, 1) for key, value in times.items()}, "grid": str(grid)}
-    if unseen_scores is not None:
-        summary = {"held_out_word_accuracy": accuracy,
-                   "unseen_fonts_word_accuracy": unseen_scores["combined"]["accuracy"],
+    if words_scores is not None:
+        key = "unseen_fonts_word_accuracy" if words_part["unseen_fonts"] else "real_words_word_accuracy"
+        summary = {"held_out_word_accuracy": accuracy, key: words_scores["combined"]["accuracy"],
                    "unseen_fonts": list(words_part["unseen_fonts"]), **summary}
     if real_scores is not None:
         summary = {"held_out_word_accuracy": accuracy,
@@ -394,16 +416,17 @@ def words_synth_command(out: Path, language: str, part: dict, data_recipe: dict,
     scale with the first part's (`--num-train` / `--num-test`)."""
     from training.synthesis.vietnamese import VIETNAMESE_CHARSET
 
-    charset = VIETNAMESE_CHARSET if language == "vi" else CHARSET_EN
+    look = {"layout": data_recipe["layout"], "colors": data_recipe["colors"], "augment": data_recipe["augment"],
+            "charset": VIETNAMESE_CHARSET if language == "vi" else CHARSET_EN, **part.get("look", {})}
     scale_train, scale_test = num_train / data_recipe["num_train"], num_test / data_recipe["num_test"]
+    unseen = part["unseen_fonts"]
     return [sys.executable, "-m", "training.synth", str(out),
             "--num-train", str(max(1, round(part["num_train"] * scale_train))),
             "--num-test", str(max(1, round(part["num_test"] * scale_test))),
-            "--language", language, "--words", "real", "--charset", charset,
+            "--language", language, "--words", "real", *(["--charset", look["charset"]] if look["charset"] else []),
             "--min-len", str(data_recipe["min_len"]), "--max-len", str(data_recipe["max_len"]),
-            "--augment", str(data_recipe["augment"]), "--colors", data_recipe["colors"],
-            "--layout", data_recipe["layout"], "--fonts", "collection",
-            "--exclude-fonts", *part["unseen_fonts"], "--test-fonts", *part["unseen_fonts"],
+            "--augment", str(look["augment"]), "--colors", look["colors"], "--layout", look["layout"],
+            "--fonts", "collection", *(["--exclude-fonts", *unseen, "--test-fonts", *unseen] if unseen else []),
             "--seed", str(seed), "--layout-engine", data_recipe["layout_engine"]]
 
 
