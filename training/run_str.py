@@ -129,15 +129,9 @@ def main():
 
     # Private Hub datasets need the token too (never written anywhere: see run_str_args.json below).
     hub = {key: value for key, value in (("token", model_args.token), ("cache_dir", model_args.cache_dir)) if value}
-    data_options = dict(
-        charset=config.charset,
-        max_label_length=config.max_label_length,
-        remove_whitespace=data_args.remove_whitespace,
-        unicode_normalization=data_args.unicode_normalization,
-        image_column=data_args.image_column,
-        text_column=data_args.text_column,
-        **hub,
-    )
+    label_and_column_options = ("remove_whitespace", "unicode_normalization", "image_column", "text_column")
+    data_options = dict(charset=config.charset, max_label_length=config.max_label_length, **hub,
+                        **{name: getattr(data_args, name) for name in label_and_column_options})
     train_dataset = None
     if data_args.train_datasets:
         transform = None

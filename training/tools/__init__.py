@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import sys
 from pathlib import Path
 
 import datasets
@@ -173,3 +174,16 @@ __all__ = [
     "prepare_output_dir",
     "probe_image",
 ]
+
+
+def run_conversion(convert, report_printer, skip_corrupt: bool) -> int:
+    """A converter command line's ending: run `convert()` (a callable taking no argument), print its report with
+    `report_printer(report, skip_corrupt)`; a missing input, an output in the way or a bad option is one line on
+    stderr and exit status 1 instead of a traceback."""
+    try:
+        report = convert()
+    except (FileNotFoundError, FileExistsError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    report_printer(report, skip_corrupt)
+    return 0

@@ -38,6 +38,7 @@ from training.tools import (
     own_output_pattern,
     prepare_output_dir,
     probe_image,
+    run_conversion,
 )
 
 logger = logging.getLogger(__name__)
@@ -252,23 +253,11 @@ def print_report(report: dict, skip_corrupt: bool, file=None) -> None:
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        report = convert(
-            args.image_dir,
-            args.labels_file,
-            args.out_dir,
-            output_format=args.format,
-            split=args.split,
-            shard_size=args.shard_size,
-            skip_missing=args.skip_missing,
-            skip_corrupt=args.skip_corrupt,
-            overwrite=args.overwrite,
-        )
-    except (FileNotFoundError, FileExistsError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print_report(report, args.skip_corrupt)
-    return 0
+    options = ("split", "shard_size", "skip_missing", "skip_corrupt", "overwrite")
+    return run_conversion(
+        lambda: convert(args.image_dir, args.labels_file, args.out_dir, output_format=args.format,
+                        **{name: getattr(args, name) for name in options}),
+        print_report, args.skip_corrupt)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from training.tools import (
     own_output_pattern,
     prepare_output_dir,
     probe_image,
+    run_conversion,
 )
 
 logger = logging.getLogger(__name__)
@@ -160,23 +161,10 @@ def print_report(report: dict, skip_corrupt: bool, file=None) -> None:
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        report = convert(
-            args.lmdb_root,
-            args.out_dir,
-            shard_size=args.shard_size,
-            split=args.split,
-            keep_raw_labels=args.keep_raw_labels,
-            charset=args.charset,
-            max_label_length=args.max_label_length,
-            skip_corrupt=args.skip_corrupt,
-            overwrite=args.overwrite,
-        )
-    except (FileNotFoundError, FileExistsError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print_report(report, args.skip_corrupt)
-    return 0
+    options = ("shard_size", "split", "keep_raw_labels", "charset", "max_label_length", "skip_corrupt", "overwrite")
+    return run_conversion(
+        lambda: convert(args.lmdb_root, args.out_dir, **{name: getattr(args, name) for name in options}),
+        print_report, args.skip_corrupt)
 
 
 if __name__ == "__main__":
