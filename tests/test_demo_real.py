@@ -151,10 +151,13 @@ def test_demo_trains_on_real_crops_and_scores_their_held_out_split(tmp_path):
     assert config["max_label_length"] == 8  # as the synthetic words: a longer real word counts as wrong
 
 
-def test_demo_refuses_a_real_weight_without_real_data():
+def test_demo_refuses_real_options_without_real_data():
     result = subprocess.run([sys.executable, "-m", "training.demo", "--real-weight", "0.3"], cwd=REPO,
                             capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert result.returncode != 0 and "--real-weight needs --real-data" in result.stderr
+    result = subprocess.run([sys.executable, "-m", "training.demo", "--real-max-steps", "10"], cwd=REPO,
+                            capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode != 0 and "--real-max-steps needs --real-data" in result.stderr
 
 
 def test_demo_scores_the_shared_sets_when_present_and_says_so_when_absent(tmp_path, capsys):

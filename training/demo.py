@@ -221,8 +221,9 @@ def main():
                         help="without --real-data: do not score the model on the shared real sets' validation split")
     args = parser.parse_args()
     real_weight = REAL["weight"] if args.real_weight is None else args.real_weight
-    if (args.real_weight is not None or args.real_max_steps is not None) and not args.real_data:
-        parser.error("--real-weight and --real-max-steps need --real-data.")
+    for option, value in (("--real-weight", args.real_weight), ("--real-max-steps", args.real_max_steps)):
+        if value is not None and not args.real_data:
+            parser.error(f"{option} needs --real-data.")
     if not 0 < real_weight <= 1:
         parser.error(f"--real-weight must be in (0, 1], got {real_weight}.")
     data_recipe, train_recipe = RECIPES[args.language]
