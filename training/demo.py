@@ -31,6 +31,8 @@ With `--language vi` the words are made-up Vietnamese words (one or two syllable
 lower, capitalised or upper case), the charset is built from the training labels by
 `python -m training.tools.build_charset` (step 1b) and given to `run_str.py --charset_file`, and the evaluation scores
 on that charset (tone marks included) and splits the character errors into base letters and diacritics.
+`--real-words` adds a second synthetic part (real words of the language in the open-licence font collection, two
+families held out) and scores its held-out words in those unseen faces (`WORDS_PART`).
 """
 
 from __future__ import annotations
