@@ -94,9 +94,10 @@ WORDS_PART = {
     "en": dict(weight=0.5, num_train=100_000, num_test=1_000, unseen_fonts=(), with_real_data=True,
                look=dict(layout="tight", colors="random", augment=0.5, charset=None)),
 }
-# With real crops (--real-data): their default share of the training stream (the real sources split it in proportion
-# to their training crops), and the longest word the model reads. Real words run longer than the synthetic 3 to 8
-# characters (about 8 % of the IIIT5k and IC15 training words have 9 to 22), and every length is scored.
+# With real crops (--real-data): the second training stage, from the synthetic stage's model: the real crops' default
+# share of its stream (the real sources split it in proportion to their training crops), its steps and peak learning
+# rate (pilots e1 -> e2 in docs/DEMO.md). The model keeps the synthetic words' length limit: about 8 % of the IIIT5k
+# and IC15 training words have 9 to 22 characters; every length is scored, so those count as wrong.
 REAL = dict(weight=0.5, max_steps=8000, learning_rate=1e-3)
 CHARSET_EN = "0123456789abcdefghijklmnopqrstuvwxyz"
 
@@ -226,6 +227,8 @@ def main():
     for option, value in (("--real-weight", args.real_weight), ("--real-max-steps", args.real_max_steps)):
         if value is not None and not args.real_data:
             parser.error(f"{option} needs --real-data.")
+    if args.real_max_steps is not None and args.real_max_steps < 1:
+        parser.error(f"--real-max-steps must be at least 1, got {args.real_max_steps}.")
     if not 0 < real_weight <= 1:
         parser.error(f"--real-weight must be in (0, 1], got {real_weight}.")
     data_recipe, train_recipe = RECIPES[args.language]
@@ -287,7 +290,8 @@ def main():
         weights = training_weights(real_weight, [record["num_train"] for record in real_records])
         stages.append(("train_real", synthetic_sources + [record["directory"] for record in real_records],
                        [weights[0] * share for share in synthetic_shares] + weights[1:],  # their `train` split only
-                       args.real_max_steps or REAL["max_steps"], REAL["learning_rate"]))
+                       REAL["max_steps"] if args.real_max_steps is None else args.real_max_steps,
+                       REAL["learning_rate"]))
 
     clip_dir = random_clip(out / "random-clip", args.seed)
     model_dir = out / "clip4str-demo"
