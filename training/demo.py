@@ -94,11 +94,14 @@ WORDS_PART = {
     "en": dict(weight=0.5, num_train=100_000, num_test=1_000, unseen_fonts=(), with_real_data=True,
                look=dict(layout="tight", colors="random", augment=0.5, charset=None)),
 }
-# With real crops (--real-data): the second training stage, from the synthetic stage's model: the real crops' default
-# share of its stream (the real sources split it in proportion to their training crops), its steps and peak learning
-# rate (pilots e1 -> e2 in docs/DEMO.md). The model keeps the synthetic words' length limit: about 8 % of the IIIT5k
-# and IC15 training words have 9 to 22 characters; every length is scored, so those count as wrong.
-REAL = dict(weight=0.5, max_steps=8000, learning_rate=1e-3)
+# With real crops (--real-data): the synthetic stage's steps (more than the synthetic-only recipe's: its model then
+# reads more of the real crops after stage 2; pilot g1 in docs/DEMO.md), then the second training stage, from the
+# synthetic stage's model: the real crops' default share of its stream (the real sources split it in proportion to
+# their training crops), its steps and peak learning rate (pilots e1 -> e2, a1, d1, f1, f2 in docs/DEMO.md). The model
+# keeps the synthetic words' length limit: about 8 % of the IIIT5k and IC15 training words have 9 to 22 characters;
+# every length is scored, so those count as wrong (words of 1 to 12 characters and a 12-character model read fewer:
+# pilot n1).
+REAL = dict(synthetic_steps=15000, weight=0.5, max_steps=8000, learning_rate=1e-3)
 CHARSET_EN = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
@@ -197,7 +200,9 @@ def main():
                         help="en: 0-9a-z words (the README's recipe); vi: Vietnamese words with tone marks")
     parser.add_argument("--output-dir", default=None, help="default: demo_output (en), demo_output/vi (vi)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--max-steps", type=int, default=None, help="training steps (default: the recipe's)")
+    parser.add_argument("--max-steps", type=int, default=None,
+                        help=f"training steps of the synthetic stage (default: the recipe's; with --real-data "
+                             f"{REAL['synthetic_steps']})")
     parser.add_argument("--learning-rate", type=float, default=None, help="peak learning rate (default: the recipe's)")
     parser.add_argument("--num-train", type=int, default=None, help="training images (default: the recipe's)")
     parser.add_argument("--num-test", type=int, default=None, help="held-out test images (default: the recipe's)")
@@ -232,7 +237,8 @@ def main():
     if not 0 < real_weight <= 1:
         parser.error(f"--real-weight must be in (0, 1], got {real_weight}.")
     data_recipe, train_recipe = RECIPES[args.language]
-    max_steps = train_recipe["max_steps"] if args.max_steps is None else args.max_steps
+    recipe_steps = REAL["synthetic_steps"] if args.real_data else train_recipe["max_steps"]
+    max_steps = recipe_steps if args.max_steps is None else args.max_steps
     learning_rate = train_recipe["learning_rate"] if args.learning_rate is None else args.learning_rate
     num_train = data_recipe["num_train"] if args.num_train is None else args.num_train
     num_test = data_recipe["num_test"] if args.num_test is None else args.num_test
